@@ -1,0 +1,310 @@
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+
+	"github.com/panjf2000/ants/v2"
+)
+
+// ErrStopped is returned by Submit after Stop.
+var ErrStopped = errors.New("pool: stopped")
+
+// ErrFull is returned by Submit when the run queue has no room; the caller
+// bounds what it submits (the worker's prefetch window), so this is a bug in
+// the caller, not back-pressure.
+var ErrFull = errors.New("pool: run queue full")
+
+// Config configures a Goroutine pool.
+type Config struct {
+	// Concurrency is the number of executors (default runtime.NumCPU()).
+	Concurrency int
+	// MaxTasksPerChild ends an executor after this many jobs and starts a
+	// fresh goroutine in its place; 0 = never.
+	MaxTasksPerChild int
+	// QueueSize is the run queue capacity (default 4 x Concurrency).
+	QueueSize int
+	// Logger receives panics recovered from jobs; nil = slog.Default().
+	Logger *slog.Logger
+}
+
+// Slot is one executor's identity and private state. It is owned by the
+// goroutine running it; State is set by the pool's init function and used
+// only from that goroutine.
+type Slot struct {
+	// ID numbers slots from 1 in order of creation (a replacement gets a new ID).
+	ID int
+	// Tasks counts the jobs this slot has run.
+	Tasks int
+	// State is the caller's per-slot state (set by the init function).
+	State any
+
+	abandoned bool // Abandon was called; set under Goroutine.mu
+	gone      bool // no longer counted in live and exited; set under Goroutine.mu
+}
+
+// Goroutine is a pool of executor goroutines pulling jobs of type J from
+// one bounded FIFO run queue. Submit, Stop, Resize and Abandon are safe for
+// concurrent use.
+type Goroutine[J any] struct {
+	run  func(*Slot, J)
+	idle func(*Slot)
+	init func(*Slot)
+	max  int
+	log  *slog.Logger
+
+	ants *ants.Pool
+
+	mu      sync.Mutex
+	cond    sync.Cond
+	ring    []J
+	head    int // index of the oldest job
+	n       int // jobs queued
+	want    int // executors wanted
+	live    int // executors running (not abandoned, not retiring)
+	waiting int // executors blocked in cond.Wait
+	nextID  int
+	stopped bool
+	exited  sync.WaitGroup
+}
+
+// NewGoroutine returns a started pool. run executes one job; idle, if not
+// nil, is called by an executor before it waits for work (the place to flush
+// batched acknowledgements); init, if not nil, sets up a new slot's State.
+func NewGoroutine[J any](cfg Config, run func(*Slot, J), idle, init func(*Slot)) (*Goroutine[J], error) {
+	if run == nil {
+		return nil, errors.New("pool: run function is nil")
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = runtime.NumCPU()
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 4 * cfg.Concurrency
+	}
+	if cfg.MaxTasksPerChild < 0 {
+		return nil, fmt.Errorf("pool: MaxTasksPerChild %d < 0", cfg.MaxTasksPerChild)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	// Unbounded ants capacity: the executor count is ours to manage
+	// (abandoned executors still occupy a goroutine until their job returns).
+	ap, err := ants.NewPool(-1, ants.WithPanicHandler(func(p any) {
+		cfg.Logger.Error("pool: executor panicked", "panic", p)
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("pool: %w", err)
+	}
+	p := &Goroutine[J]{
+		run: run, idle: idle, init: init, max: cfg.MaxTasksPerChild, log: cfg.Logger,
+		ants: ap, ring: make([]J, cfg.QueueSize), want: cfg.Concurrency,
+	}
+	p.cond.L = &p.mu
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.live < p.want {
+		if err := p.spawnLocked(); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// spawnLocked starts one executor. p.mu is held.
+func (p *Goroutine[J]) spawnLocked() error {
+	p.nextID++
+	s := &Slot{ID: p.nextID}
+	p.live++
+	p.exited.Add(1)
+	if err := p.ants.Submit(func() { p.loop(s) }); err != nil {
+		p.live--
+		p.exited.Done()
+		return fmt.Errorf("pool: start executor: %w", err)
+	}
+	return nil
+}
+
+// Submit queues jobs in order. It never blocks: it returns ErrFull (queuing
+// nothing) when they do not all fit, and ErrStopped after Stop.
+func (p *Goroutine[J]) Submit(jobs ...J) error {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return ErrStopped
+	}
+	if p.n+len(jobs) > len(p.ring) {
+		p.mu.Unlock()
+		return ErrFull
+	}
+	for _, j := range jobs {
+		p.ring[(p.head+p.n)%len(p.ring)] = j
+		p.n++
+	}
+	wake := min(len(jobs), p.waiting)
+	p.mu.Unlock()
+	for range wake {
+		p.cond.Signal()
+	}
+	return nil
+}
+
+// Queued returns the number of jobs waiting for an executor.
+func (p *Goroutine[J]) Queued() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
+}
+
+// Size returns the number of executors the pool keeps running.
+func (p *Goroutine[J]) Size() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.want
+}
+
+// Resize sets the number of executors (Celery's pool_grow/pool_shrink and
+// autoscale). Surplus executors exit after their current job.
+func (p *Goroutine[J]) Resize(n int) error {
+	if n < 1 {
+		return fmt.Errorf("pool: size %d < 1", n)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return ErrStopped
+	}
+	p.want = n
+	for p.live < p.want {
+		if err := p.spawnLocked(); err != nil {
+			return err
+		}
+	}
+	p.cond.Broadcast() // surplus executors notice and leave
+	return nil
+}
+
+// Abandon gives s's place to a new executor at once. s's goroutine, stuck
+// in a job that overran its hard limit, exits when (if ever) that job
+// returns. Abandoning twice is harmless.
+func (p *Goroutine[J]) Abandon(s *Slot) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s.abandoned || s.gone {
+		return
+	}
+	s.abandoned = true
+	p.leaveLocked(s)
+	if !p.stopped && p.live < p.want {
+		if err := p.spawnLocked(); err != nil {
+			p.log.Error("pool: replacing abandoned executor", "err", err)
+		}
+	}
+}
+
+// Stop stops taking jobs, lets every executor finish its current job, and
+// returns the jobs that were queued but not started, oldest first. It waits
+// for executors, not for abandoned goroutines still stuck in a job.
+func (p *Goroutine[J]) Stop() []J {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return nil
+	}
+	p.stopped = true
+	left := make([]J, 0, p.n)
+	var zero J
+	for p.n > 0 {
+		left = append(left, p.ring[p.head])
+		p.ring[p.head] = zero
+		p.head = (p.head + 1) % len(p.ring)
+		p.n--
+	}
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	p.exited.Wait()
+	p.ants.Release()
+	return left
+}
+
+// loop is one executor: pop a job, run it, repeat. It leaves when the pool
+// stops, shrinks below it, abandons it, or it reaches MaxTasksPerChild.
+func (p *Goroutine[J]) loop(s *Slot) {
+	if p.init != nil {
+		p.init(s)
+	}
+	var zero J
+	for {
+		p.mu.Lock()
+		for p.n == 0 && !p.leavingLocked(s) {
+			if p.idle != nil {
+				p.mu.Unlock()
+				p.idle(s)
+				p.mu.Lock()
+				if p.n > 0 || p.leavingLocked(s) {
+					break
+				}
+			}
+			p.waiting++
+			p.cond.Wait()
+			p.waiting--
+		}
+		if p.leavingLocked(s) {
+			p.mu.Unlock()
+			if p.idle != nil {
+				p.idle(s)
+			}
+			p.mu.Lock()
+			p.leaveLocked(s)
+			p.mu.Unlock()
+			return
+		}
+		j := p.ring[p.head]
+		p.ring[p.head] = zero
+		p.head = (p.head + 1) % len(p.ring)
+		p.n--
+		p.mu.Unlock()
+
+		p.run(s, j)
+		s.Tasks++
+
+		if p.max > 0 && s.Tasks >= p.max {
+			p.recycle(s)
+			return
+		}
+	}
+}
+
+// leavingLocked reports whether s must exit. p.mu is held.
+func (p *Goroutine[J]) leavingLocked(s *Slot) bool {
+	return p.stopped || s.abandoned || p.live > p.want
+}
+
+// leaveLocked stops counting s as a live executor, once. p.mu is held.
+func (p *Goroutine[J]) leaveLocked(s *Slot) {
+	if s.gone {
+		return
+	}
+	s.gone = true
+	p.live--
+	p.exited.Done()
+}
+
+// recycle replaces s by a fresh executor and ends the current goroutine
+// with runtime.Goexit, so that ants drops it instead of reusing it.
+func (p *Goroutine[J]) recycle(s *Slot) {
+	if p.idle != nil {
+		p.idle(s)
+	}
+	p.mu.Lock()
+	p.leaveLocked(s)
+	if !p.stopped && p.live < p.want {
+		if err := p.spawnLocked(); err != nil {
+			p.log.Error("pool: recycling executor", "err", err)
+		}
+	}
+	p.mu.Unlock()
+	runtime.Goexit()
+}
