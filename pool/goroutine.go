@@ -13,11 +13,6 @@ import (
 // ErrStopped is returned by Submit after Stop.
 var ErrStopped = errors.New("pool: stopped")
 
-// ErrFull is returned by Submit when the run queue has no room; the caller
-// bounds what it submits (the worker's prefetch window), so this is a bug in
-// the caller, not back-pressure.
-var ErrFull = errors.New("pool: run queue full")
-
 // Config configures a Goroutine pool.
 type Config struct {
 	// Concurrency is the number of executors (default runtime.NumCPU()).
@@ -25,7 +20,9 @@ type Config struct {
 	// MaxTasksPerChild ends an executor after this many jobs and starts a
 	// fresh goroutine in its place; 0 = never.
 	MaxTasksPerChild int
-	// QueueSize is the run queue capacity (default 4 x Concurrency).
+	// QueueSize is the initial run queue capacity (default 4 x Concurrency).
+	// The queue grows when needed: the caller bounds what it submits (the
+	// worker's prefetch window), the pool does not apply back-pressure.
 	QueueSize int
 	// Logger receives panics recovered from jobs; nil = slog.Default().
 	Logger *slog.Logger
@@ -127,8 +124,8 @@ func (p *Goroutine[J]) spawnLocked() error {
 	return nil
 }
 
-// Submit queues jobs in order. It never blocks: it returns ErrFull (queuing
-// nothing) when they do not all fit, and ErrStopped after Stop.
+// Submit queues jobs in order. It never blocks; it returns ErrStopped
+// after Stop.
 func (p *Goroutine[J]) Submit(jobs ...J) error {
 	p.mu.Lock()
 	if p.stopped {
@@ -136,8 +133,7 @@ func (p *Goroutine[J]) Submit(jobs ...J) error {
 		return ErrStopped
 	}
 	if p.n+len(jobs) > len(p.ring) {
-		p.mu.Unlock()
-		return ErrFull
+		p.growLocked(p.n + len(jobs))
 	}
 	for _, j := range jobs {
 		p.ring[(p.head+p.n)%len(p.ring)] = j
@@ -149,6 +145,15 @@ func (p *Goroutine[J]) Submit(jobs ...J) error {
 		p.cond.Signal()
 	}
 	return nil
+}
+
+// growLocked makes room for at least need jobs. p.mu is held.
+func (p *Goroutine[J]) growLocked(need int) {
+	ring := make([]J, max(need, 2*len(p.ring)))
+	for i := range p.n {
+		ring[i] = p.ring[(p.head+i)%len(p.ring)]
+	}
+	p.ring, p.head = ring, 0
 }
 
 // Queued returns the number of jobs waiting for an executor.

@@ -93,20 +93,26 @@ func TestGoroutineConcurrencyIsTheNumberOfExecutors(t *testing.T) {
 	}
 }
 
-func TestGoroutineSubmitIsBoundedAndAtomic(t *testing.T) {
+func TestGoroutineRunQueueGrowsBeyondItsInitialSize(t *testing.T) {
 	t.Parallel()
 	block := make(chan struct{})
-	p, err := NewGoroutine(Config{Concurrency: 1, QueueSize: 2}, func(_ *Slot, _ int) { <-block }, nil, nil)
+	var wg sync.WaitGroup
+	p, err := NewGoroutine(Config{Concurrency: 1, QueueSize: 2}, func(_ *Slot, _ int) { <-block; wg.Done() }, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { close(block); p.Stop() }()
-	if err := p.Submit(1, 2, 3, 4); err != ErrFull {
-		t.Fatalf("Submit of 4 into capacity 2: err = %v, want ErrFull", err)
+	wg.Add(10)
+	for i := range 10 {
+		if err := p.Submit(i); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if q := p.Queued(); q != 0 {
-		t.Fatalf("a refused Submit queued %d jobs", q)
+	if q := p.Queued(); q < 9 {
+		t.Fatalf("queued %d, want >= 9 with the only executor blocked", q)
 	}
+	close(block)
+	wg.Wait()
+	p.Stop()
 }
 
 func TestMaxTasksPerChildRecyclesAfterExactlyNOnFreshGoroutines(t *testing.T) {
