@@ -28,7 +28,7 @@ func TestBucketCapacityOne(t *testing.T) {
 		allow bool
 		delay time.Duration // Delay after the Allow
 	}{
-		{0, true, 100 * time.Millisecond},   // starts full
+		{0, true, 100 * time.Millisecond},      // starts full
 		{1 * ms, false, 99 * time.Millisecond}, // no burst
 		{99 * ms, false, time.Millisecond},
 		{100 * ms, true, 100 * time.Millisecond},
