@@ -1,0 +1,85 @@
+package transport
+
+import (
+	"context"
+
+	"github.com/celerity-go/celerity/codec"
+)
+
+// Broker is what the engine needs from a message broker. Implementations
+// (transport/memory, transport/redis, transport/amqp) return concrete types;
+// transport/transporttest checks that they behave alike.
+//
+// Implementations must be safe for concurrent use.
+type Broker interface {
+	// Publish sends msgs, in order, to the queues their Exchange and
+	// RoutingKey name (exchange "" routes to the queue named by the routing
+	// key, as Celery publishes tasks). Publish takes ownership of every
+	// message, whatever it returns: the broker releases each with
+	// codec.ReleaseMessage, or hands it to a consumer, when done with it.
+	Publish(ctx context.Context, msgs ...*codec.Message) error
+	// Consume starts a consumer on queues holding at most prefetch
+	// unacknowledged messages (0 = unlimited).
+	Consume(ctx context.Context, queues []string, prefetch int) (Consumer, error)
+	// Close releases the broker's connections.
+	Close() error
+}
+
+// Consumer receives messages from a Broker. Its methods are safe for
+// concurrent use with each other, except that Fetch has one caller at a time.
+type Consumer interface {
+	// Fetch waits until at least one message is available (or ctx is done)
+	// and fills dst[:n] with at most len(dst) messages, never taking the
+	// consumer over its prefetch bound.
+	//
+	// The caller owns each fetched message: after acknowledging or
+	// rejecting it (or closing the consumer) it releases it with
+	// codec.ReleaseMessage. Ack, Reject and Close never take a message
+	// from the caller; a requeue puts a copy back on the queue.
+	Fetch(ctx context.Context, dst []*codec.Message) (n int, err error)
+	// Ack acknowledges msgs: the broker forgets them.
+	Ack(msgs ...*codec.Message) error
+	// Reject gives msgs back to the broker: requeued (redelivered later,
+	// flagged Redelivered) or dropped.
+	Reject(requeue bool, msgs ...*codec.Message) error
+	// SetPrefetch changes the prefetch bound. The worker raises it by one
+	// for each ETA or rate-limited task it holds and lowers it again when
+	// the task is handed to the pool, as Celery does with basic.qos.
+	SetPrefetch(n int) error
+	// Close stops the consumer; every message fetched and not yet
+	// acknowledged or rejected is requeued.
+	Close() error
+}
+
+// Backend stores result records (the JSON documents of celery-wire.md §5,
+// encoded by the engine with codec.AppendResultJSON) under task ids.
+// Implementations must be safe for concurrent use.
+type Backend interface {
+	// StoreResults saves each record under its task id and notifies
+	// subscribers of that id. A stored SUCCESS record is never replaced.
+	StoreResults(ctx context.Context, recs ...ResultRecord) error
+	// GetResult appends the record stored for taskID to dst; found is
+	// false when there is none (the task is PENDING).
+	GetResult(ctx context.Context, taskID string, dst []byte) (rec []byte, found bool, err error)
+	// Subscribe delivers every record stored for taskID after it returns.
+	Subscribe(ctx context.Context, taskID string) (Subscription, error)
+	// ForgetResult deletes the record of taskID.
+	ForgetResult(ctx context.Context, taskID string) error
+	// Close releases the backend's connections.
+	Close() error
+}
+
+// ResultRecord is one encoded result record to store. The backend copies
+// what it keeps: both slices belong to the caller once StoreResults returns.
+type ResultRecord struct {
+	TaskID []byte
+	Data   []byte
+}
+
+// Subscription receives the records stored for one task id.
+type Subscription interface {
+	// Next waits for the next record and appends it to dst.
+	Next(ctx context.Context, dst []byte) ([]byte, error)
+	// Close ends the subscription.
+	Close() error
+}
