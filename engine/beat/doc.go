@@ -1,0 +1,117 @@
+// Package beat is the scheduling core of celerity's beat: Celery's interval
+// and crontab schedules, schedule entries loaded from a config file in the
+// shape of Celery's beat_schedule setting, and the persisted "last run"
+// state with its catch-up policy. It has no clock, broker or goroutines of
+// its own: every decision takes now as an argument, so a beat loop (and a
+// test with a fake clock) drives it.
+//
+// # Schedules
+//
+// A Schedule answers two questions, in Celery's terms: IsDue(lastRun, now)
+// returns whether a run is due and how long to wait before asking again
+// (Celery's is_due contract, with a time.Duration for its seconds), and
+// Next(after) returns the first run time after a given instant.
+//
+// Interval is Celery's schedule(run_every): due once Every has passed since
+// the last run, optionally relative (run times rounded down to the
+// interval's resolution).
+//
+// Crontab is Celery's crontab(minute, hour, day_of_week, day_of_month,
+// month_of_year) with Celery's syntax (ParseCrontab): "*", "n", "a-b",
+// "*/15", "9-17/4" (9, 13, 17), lists, wrapping ranges ("fri-mon"), day
+// names in day_of_week with Sunday = 0 (7 is rejected, as in Celery). All
+// five fields must match: unlike Unix cron, day_of_week and day_of_month
+// are ANDed, so day_of_month="1-7", day_of_week="mon" is the first Monday
+// of the month. A crontab is evaluated in the location of Celery's
+// timezone/enable_utc settings (Location), UTC by default.
+//
+// # Daylight-saving time
+//
+// A crontab walks the wall clock of its location forward minute by minute
+// (in effect), and runs at the instants those wall-clock minutes occur:
+//
+//   - A wall-clock time skipped by a forward jump (02:30 on the night
+//     Europe/Berlin goes from 02:00 CET to 03:00 CEST) runs once, at the
+//     instant of the jump (03:00 CEST). Several skipped times of one jump
+//     collapse into that one run. Celery 5.2.6 also runs it after the jump:
+//     is_due is true from 03:00 CEST on, so beat sends it at its next
+//     wake-up (within beat_max_loop_interval, 5 minutes by default).
+//   - A wall-clock time that occurs twice (02:30 on the night Berlin goes
+//     from 03:00 CEST back to 02:00 CET) runs once, at its first
+//     occurrence. Once the wall clock has passed a time it does not run it
+//     again when the clock is set back: an every-15-minutes crontab runs
+//     02:00, 02:15, 02:30, 02:45 CEST and then 03:00 CET. Celery 5.2.6
+//     decides the same (checked against it in the tests), though its "next
+//     check" hint near the change can be an hour off; ours is exact. If the
+//     last run was itself in the repeated hour's second pass, the following
+//     times in that pass do run, as in Celery.
+//
+// Intervals measure elapsed time between instants and ignore wall clocks.
+//
+// # Entries, config and state
+//
+// An Entry is Celery's ScheduleEntry: name, task, Schedule, JSON args and
+// kwargs, apply_async Options, LastRunAt and TotalRunCount.
+// ParseConfigJSON, ParseConfigYAML and LoadConfigFile read entries from a
+// file shaped like beat_schedule.
+//
+// State holds the last run of each entry; WriteStateFile saves it
+// atomically (temporary file, fsync, rename, directory fsync) and
+// ReadStateFile loads it. Catch-up policy, applied by State.Restore and
+// the IsDue contract:
+//
+//   - An entry with a persisted last run whose scheduled time passed while
+//     beat was down is due at once and fires once, not once per missed run;
+//     the beat loop then records now as its last run (Entry.Advance), so
+//     the next run is the first scheduled time after now. This is
+//     Celery's behaviour: its beat sets last_run_at to the send time.
+//   - A new entry (no persisted state) starts with LastRunAt = now, as in
+//     Celery: an interval entry first runs Every after start, a crontab
+//     entry at its next scheduled time, never immediately.
+//   - If the timezone changed since the state was saved, the state is
+//     discarded and every entry starts as new (Celery resets its schedule
+//     file on a timezone change).
+//   - A persisted last run in the future (the clock was set back) is kept:
+//     the entry waits until its run after that time, as in Celery.
+//
+// # Differences from Celery 5.2.6
+//
+// Deliberate, each covered by a test:
+//
+//   - Missed crontab runs are always caught up once. Celery's
+//     remaining_delta only looks at the rest of the last run's hour when
+//     the last run is on the same date as now, so after a restart on a
+//     later date a run missed late on the last run's date is skipped:
+//     hour="8-20", minute="*/15", last run 20:10, beat down until 01:00 the
+//     next day: Celery does not send the 20:15 run, celerity sends it once.
+//   - With day_of_month or month_of_year set, Celery compares candidate
+//     days against the last run using midnight UTC, so in zones west of UTC
+//     a last run in the evening skips ahead by up to a month (New York,
+//     day_of_month="1-31", hour=0, minute=0, last run 20:30 on May 10:
+//     Celery's next run is June 1, ours May 11).
+//   - A crontab that names no existing date (day_of_month=31,
+//     month_of_year=2) is rejected by ParseCrontab with ErrNeverMatches;
+//     Celery accepts it and raises RuntimeError when beat evaluates it.
+//   - The crontab grammar is stricter where Celery's regular expressions
+//     silently ignore trailing text: "1-5/2/3", "1-2-3" and "*/5/7" are
+//     errors (Celery reads 1-5/2, 1-2 and */5). Numbers are ASCII digits
+//     ("+5", "1_0" and non-ASCII digits are errors). Day names are only
+//     accepted in day_of_week (Celery also takes minute="mon" as 1) and
+//     must be a day name or a prefix of one of at least three letters
+//     ("tue", "tues", "Tuesday"; Celery takes anything whose first three
+//     letters name a day, such as "sundae"). Spaces around list parts are
+//     ignored everywhere (Celery rejects " 1-5").
+//   - Interval: run_every must be positive (Celery's 0 makes beat send on
+//     every loop iteration), and it is measured in elapsed time across a
+//     daylight-saving change (Celery adds it to the wall clock there).
+//   - The one-string form "m h dom moy dow" (ParseCrontabString) is
+//     Celery 5.3's crontab.from_string; 5.2.6 has none.
+//   - Solar schedules are not implemented: Celery needs the optional ephem
+//     package for them (not installed with Debian's Celery either), and a
+//     config entry using one is an error.
+//
+// # Concurrency
+//
+// Interval and Crontab are immutable and safe for concurrent use. Entry
+// and State are plain data owned by one goroutine, normally the beat loop.
+package beat
