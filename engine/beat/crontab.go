@@ -66,7 +66,7 @@ func ParseCrontab(minute, hour, dayOfWeek, dayOfMonth, monthOfYear string) (*Cro
 			return nil, err
 		}
 		*masks[i] = m
-		c.spec[i] = strings.TrimSpace(in[i])
+		c.spec[i] = strings.Join(strings.Fields(in[i]), "") // spaces are only allowed around parts
 	}
 	if !c.someDateExists() {
 		return nil, fmt.Errorf("%w: day_of_month %s in month_of_year %s names no real date",
