@@ -76,9 +76,10 @@ func ParseCrontab(minute, hour, dayOfWeek, dayOfMonth, monthOfYear string) (*Cro
 }
 
 // ParseCrontabString parses the one-string form "minute hour day_of_month
-// month_of_year day_of_week" (the Unix cron order, which Celery 5.3 added as
-// crontab.from_string; Celery 5.2.6 has no one-string form). Fields are
-// separated by runs of spaces or tabs and there must be exactly five.
+// month_of_year day_of_week": the Unix cron order, which Celery's
+// crontab.from_string takes since it was added after 5.2.6 (5.2.6 has no
+// one-string form). Fields are separated by runs of white space and there
+// must be exactly five.
 func ParseCrontabString(s string) (*Crontab, error) {
 	f := strings.Fields(s)
 	if len(f) != 5 {

@@ -88,7 +88,8 @@
 //     days against the last run using midnight UTC, so in zones west of UTC
 //     a last run in the evening skips ahead by up to a month (New York,
 //     day_of_month="1-31", hour=0, minute=0, last run 20:30 on May 10:
-//     Celery's next run is June 1, ours May 11).
+//     Celery's next run is June 1, ours May 11). This is celery/celery
+//     issue 8052, fixed after 5.2.6 by pull request 8053.
 //   - A crontab that names no existing date (day_of_month=31,
 //     month_of_year=2) is rejected by ParseCrontab with ErrNeverMatches;
 //     Celery accepts it and raises RuntimeError when beat evaluates it.
@@ -104,8 +105,9 @@
 //   - Interval: run_every must be positive (Celery's 0 makes beat send on
 //     every loop iteration), and it is measured in elapsed time across a
 //     daylight-saving change (Celery adds it to the wall clock there).
-//   - The one-string form "m h dom moy dow" (ParseCrontabString) is
-//     Celery 5.3's crontab.from_string; 5.2.6 has none.
+//   - The one-string form "m h dom moy dow" (ParseCrontabString) is that
+//     of crontab.from_string, added to Celery after 5.2.6 (pull request
+//     8250); 5.2.6 has none.
 //   - Solar schedules are not implemented: Celery needs the optional ephem
 //     package for them (not installed with Debian's Celery either), and a
 //     config entry using one is an error.

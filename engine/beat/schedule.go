@@ -11,7 +11,8 @@ type Schedule interface {
 	// IsDue follows Celery's is_due contract: due reports whether a run
 	// is due at now given the last run; next is how long the caller may
 	// wait before asking again (after sending, when due). A beat loop
-	// sleeps min(next, its maximum loop interval).
+	// sleeps min(next, its maximum loop interval); next is
+	// math.MaxInt64 when there is no further run.
 	IsDue(lastRun, now time.Time) (due bool, next time.Duration)
 	// Next returns the first run time strictly after after, or the zero
 	// Time if there is none.
