@@ -64,8 +64,10 @@ type Message struct {
 	// encoders always write 2.
 	Protocol int
 
-	scratch []byte // owned storage for unescaped strings and decoded bodies
-	idBuf   [36]byte
+	scratch  []byte // owned storage for unescaped strings and decoded bodies
+	idBuf    [36]byte
+	tagBuf   [36]byte // NewDeliveryTag's storage
+	bodyJSON []byte   // BodyJSON's cached result
 }
 
 // TimeLimit is the "timelimit" header, [hard, soft] in seconds; a limit is
