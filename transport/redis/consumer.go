@@ -1,0 +1,727 @@
+package redis
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	json "github.com/goccy/go-json"
+	"github.com/redis/rueidis"
+
+	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/internal/unsafeconv"
+	"github.com/celerity-go/celerity/transport"
+)
+
+// maxBatch bounds one fetch script call (its HSET/ZADD argument lists).
+const maxBatch = 1000
+
+// watchTimeout is the server-side timeout of a watcher's BLMOVE; a
+// watcher re-issues it while the consumer is still waiting.
+const watchTimeout = 5 // seconds
+
+// Consumer takes messages from a Broker's queues. See transport.Consumer;
+// its methods are safe for concurrent use except that Fetch has one caller
+// at a time.
+//
+// Fetched messages carry, in Tag, this consumer's handle for them; callers
+// must not change Tag or DeliveryTag.
+type Consumer struct {
+	b     *Broker
+	names []string   // queue names, in configured order
+	qjson []string   // JSON-quoted names
+	lists [][]string // lists[q][bucket]: prefixed list keys
+	rr    bool       // round robin between queues
+
+	// Used by the Fetch caller only (guarded by fetchMu for Close).
+	fetchMu        sync.Mutex
+	next           int // round-robin start
+	calls          uint64
+	keyBuf, argBuf []string
+	lost           []string // scores of fetches whose reply was lost
+	nStr           string   // cached decimal of nLast
+	nLast          int
+
+	id string // random, for nonces and the mutex token
+
+	mu       sync.Mutex
+	slots    []slot
+	free     []int32
+	held     int
+	prefetch int
+	seq      uint64
+
+	room    chan struct{} // an ack, reject or SetPrefetch made room
+	wake    chan struct{} // a watcher saw a list become non-empty
+	waiting atomic.Bool   // Fetch found nothing and wants watchers
+	arms    []chan struct{}
+
+	closed   atomic.Bool
+	done     chan struct{}
+	bg       context.Context
+	cancelBg context.CancelFunc
+	wg       sync.WaitGroup
+	closeErr error
+	once     sync.Once
+}
+
+// slot is one fetched, unacknowledged message.
+type slot struct {
+	m   *codec.Message
+	tag string // key in unacked / unacked_index
+	seq uint64 // fetch order
+}
+
+var _ transport.Consumer = (*Consumer)(nil)
+
+// Consume implements transport.Broker. It records each queue in kombu's
+// binding set of the exchange of the same name (as a kombu worker's queue
+// declaration does), starts the watchers that wake Fetch when a list gets a
+// message, the heartbeat that keeps this consumer's unacknowledged
+// messages from being restored while it lives, and the periodic
+// restore of messages abandoned by dead consumers. The result is a
+// *Consumer.
+func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (transport.Consumer, error) {
+	if len(queues) == 0 {
+		return nil, errors.New("redis: consume: no queues")
+	}
+	if prefetch < 0 {
+		return nil, fmt.Errorf("redis: consume: negative prefetch %d", prefetch)
+	}
+	if b.closed.Load() {
+		return nil, ErrClosed
+	}
+	names := dedupe(slices.Clone(queues))
+	if b.cfg.queueOrder == "sorted" {
+		slices.Sort(names)
+	}
+	var idb [8]byte
+	_, _ = rand.Read(idb[:])
+	c := &Consumer{
+		b: b, names: names, rr: b.cfg.queueOrder == "round_robin" && len(names) > 1,
+		id: hex.EncodeToString(idb[:]), prefetch: prefetch,
+		room: make(chan struct{}, 1), wake: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	for _, q := range names {
+		if q == "" {
+			return nil, errors.New("redis: consume: empty queue name")
+		}
+		quoted, err := json.Marshal(q)
+		if err != nil {
+			return nil, fmt.Errorf("redis: consume: queue name %q: %w", q, err)
+		}
+		c.qjson = append(c.qjson, string(quoted))
+		c.lists = append(c.lists, b.listKeys([]byte(q)))
+	}
+	err := b.doAll(ctx, "declare bindings", len(names), func(i int) rueidis.Completed {
+		q := names[i]
+		return b.client.B().Sadd().Key(b.cfg.keyPrefix + "_kombu.binding." + q).Member(q + Sep + Sep + q).Build()
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.bg, c.cancelBg = context.WithCancel(context.Background())
+	for bk := range b.cfg.prioritySteps {
+		for q := range names {
+			arm := make(chan struct{}, 1)
+			c.arms = append(c.arms, arm)
+			c.wg.Add(1)
+			go c.watch(c.lists[q][bk], arm)
+		}
+	}
+	c.wg.Add(2)
+	go c.heartbeat()
+	go c.restorer()
+	b.mu.Lock()
+	b.consumers[c] = struct{}{}
+	b.mu.Unlock()
+	return c, nil
+}
+
+// Queues returns the queues this consumer reads, in its order.
+func (c *Consumer) Queues() []string { return slices.Clone(c.names) }
+
+// Fetch implements transport.Consumer. One call runs one script that pops
+// up to min(len(dst), prefetch room) messages across all queues and
+// priority buckets and records them as unacknowledged; it blocks (without
+// polling) only when that finds nothing. Envelopes that do not decode are
+// logged, acknowledged (dropped, as Celery does) and not returned.
+func (c *Consumer) Fetch(ctx context.Context, dst []*codec.Message) (int, error) {
+	if len(dst) == 0 {
+		return 0, nil
+	}
+	for {
+		if c.closed.Load() {
+			return 0, ErrClosed
+		}
+		c.mu.Lock()
+		room := len(dst)
+		if c.prefetch > 0 {
+			room = min(room, c.prefetch-c.held)
+		}
+		c.mu.Unlock()
+		if room <= 0 {
+			select {
+			case <-c.room:
+				continue
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-c.done:
+				return 0, ErrClosed
+			}
+		}
+		n, raw, err := c.fetchOnce(dst[:room])
+		if err != nil {
+			return 0, err
+		}
+		if n > 0 {
+			c.waiting.Store(false)
+			return n, nil
+		}
+		if raw > 0 {
+			continue // only garbage: look again at once
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		c.waiting.Store(true)
+		for _, a := range c.arms {
+			select {
+			case a <- struct{}{}:
+			default:
+			}
+		}
+		select {
+		case <-c.wake:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-c.done:
+			return 0, ErrClosed
+		}
+	}
+}
+
+// fetchOnce runs the fetch script once. It returns how many messages it
+// put in dst and how many envelopes it popped (garbage included).
+func (c *Consumer) fetchOnce(dst []*codec.Message) (n, raw int, err error) {
+	c.fetchMu.Lock()
+	defer c.fetchMu.Unlock()
+	if c.closed.Load() {
+		return 0, 0, ErrClosed
+	}
+	b := c.b
+	if len(c.lost) > 0 {
+		if err := c.recoverLost(); err != nil {
+			return 0, 0, err
+		}
+	}
+	want := min(len(dst), maxBatch)
+	nq := len(c.names)
+	keys := append(c.keyBuf[:0], b.unackedIndex, b.unacked)
+	for bk := range b.cfg.prioritySteps {
+		for k := range nq {
+			keys = append(keys, c.lists[(c.next+k)%nq][bk])
+		}
+	}
+	if want != c.nLast || c.nStr == "" {
+		c.nLast, c.nStr = want, strconv.Itoa(want)
+	}
+	c.calls++
+	score := unixScore(time.Now())
+	nonce := c.id + "." + strconv.FormatUint(c.calls, 36)
+	rr := "0"
+	if c.rr {
+		rr = "1"
+	}
+	args := append(c.argBuf[:0], c.nStr, score, nonce, strconv.Itoa(nq), rr)
+	for k := range nq {
+		args = append(args, c.qjson[(c.next+k)%nq])
+	}
+	c.keyBuf, c.argBuf = keys, args
+
+	// Never cancelled: once the script may have run, its reply must be
+	// read, or the popped messages would wait for the visibility timeout.
+	res := luaFetch.exec(context.Background(), b.client, keys, args)
+	arr, err := res.ToArray()
+	if err != nil {
+		if rueidis.IsRedisNil(err) {
+			return 0, 0, nil
+		}
+		if _, isRedis := rueidis.IsRedisErr(err); !isRedis {
+			// The script may have run: find its messages by their score
+			// and put them back before the next fetch.
+			c.lost = append(c.lost, score)
+		}
+		return 0, 0, fmt.Errorf("redis: fetch: %w", err)
+	}
+	if len(arr) == 0 {
+		return 0, 0, nil
+	}
+	if c.rr {
+		c.next = (c.next + 1) % nq
+	}
+	var garbage []string
+	c.mu.Lock()
+	for i := range arr {
+		env, err := arr[i].ToString()
+		if err != nil {
+			continue // not a string: cannot happen with this script
+		}
+		tag := deliveryTag(env)
+		if tag == "" {
+			tag = nonce + ":" + strconv.Itoa(i+1)
+		}
+		m := codec.AcquireMessage()
+		if err := codec.DecodeRedisEnvelope(unsafeconv.Bytes(env), m); err != nil {
+			codec.ReleaseMessage(m)
+			garbage = append(garbage, tag)
+			b.log.Error("redis: dropping a message that does not decode", "err", err,
+				"queues", c.names, "message", truncate(env, 512))
+			continue
+		}
+		c.track(m, tag)
+		dst[n] = m
+		n++
+	}
+	c.mu.Unlock()
+	if len(garbage) > 0 {
+		if err := c.forget(garbage); err != nil {
+			b.log.Error("redis: could not drop undecodable messages", "err", err, "tags", garbage)
+		}
+	}
+	return n, len(arr), nil
+}
+
+// recoverLost puts back the messages of fetches whose reply was lost: they
+// are the unacked entries recorded with that fetch's score.
+func (c *Consumer) recoverLost() error {
+	b := c.b
+	for len(c.lost) > 0 {
+		s := c.lost[0]
+		tags, err := b.client.Do(c.bg, b.client.B().Zrangebyscore().Key(b.unackedIndex).Min(s).Max(s).Build()).AsStrSlice()
+		if err != nil {
+			return fmt.Errorf("redis: recover lost fetch: %w", err)
+		}
+		if len(tags) > 0 {
+			if err := c.restore(context.Background(), tags, false); err != nil {
+				return err
+			}
+			b.log.Warn("redis: requeued messages of a fetch whose reply was lost", "count", len(tags))
+		}
+		c.lost = c.lost[1:]
+	}
+	return nil
+}
+
+// track records m as held under tag. c.mu is held.
+func (c *Consumer) track(m *codec.Message, tag string) {
+	c.seq++
+	s := slot{m: m, tag: tag, seq: c.seq}
+	if k := len(c.free); k > 0 {
+		i := c.free[k-1]
+		c.free = c.free[:k-1]
+		c.slots[i] = s
+		m.Tag = uint64(i) + 1
+	} else {
+		c.slots = append(c.slots, s)
+		m.Tag = uint64(len(c.slots))
+	}
+	c.held++
+}
+
+// untrack forgets m and returns its tag; ok is false if c does not hold m.
+// c.mu is held.
+func (c *Consumer) untrack(m *codec.Message) (tag string, ok bool) {
+	i := m.Tag - 1
+	if m.Tag == 0 || i >= uint64(len(c.slots)) || c.slots[i].m != m {
+		return "", false
+	}
+	tag = c.slots[i].tag
+	c.slots[i] = slot{}
+	c.free = append(c.free, int32(i))
+	m.Tag = 0
+	c.held--
+	return tag, true
+}
+
+func (c *Consumer) signalRoom() {
+	select {
+	case c.room <- struct{}{}:
+	default:
+	}
+}
+
+// untrackAll untracks msgs, returning their tags and ErrNotHeld if some
+// were not held.
+func (c *Consumer) untrackAll(msgs []*codec.Message) ([]string, error) {
+	tags := make([]string, 0, len(msgs))
+	var err error
+	c.mu.Lock()
+	for _, m := range msgs {
+		if tag, ok := c.untrack(m); ok {
+			tags = append(tags, tag)
+		} else {
+			err = ErrNotHeld
+		}
+	}
+	c.mu.Unlock()
+	if len(tags) > 0 {
+		c.signalRoom()
+	}
+	return tags, err
+}
+
+// Ack implements transport.Consumer: one script call (ZREM unacked_index
+// + HDEL unacked) for all of msgs. A connection error is retried for up
+// to the retry timeout (acks are idempotent).
+func (c *Consumer) Ack(msgs ...*codec.Message) error {
+	tags, err := c.untrackAll(msgs)
+	if len(tags) > 0 {
+		err = errors.Join(err, c.forget(tags))
+	}
+	return err
+}
+
+// forget removes tags from the unacked bookkeeping.
+func (c *Consumer) forget(tags []string) error {
+	b := c.b
+	keys := []string{b.unackedIndex, b.unacked}
+	return runScript(context.Background(), c.b, "ack", luaAck, keys, tags)
+}
+
+// Reject implements transport.Consumer, with kombu's semantics: a requeued
+// message is taken from the unacked hash, flagged redelivered and LPUSHed
+// (to the back of its queue); a dropped one is just forgotten.
+func (c *Consumer) Reject(requeue bool, msgs ...*codec.Message) error {
+	tags, err := c.untrackAll(msgs)
+	if len(tags) == 0 {
+		return err
+	}
+	if requeue {
+		return errors.Join(err, c.restore(context.Background(), tags, true))
+	}
+	return errors.Join(err, c.forget(tags))
+}
+
+// restore puts tags back on their queues (kombu's restore_by_tag).
+func (c *Consumer) restore(ctx context.Context, tags []string, leftmost bool) error {
+	b := c.b
+	dir := "r"
+	if leftmost {
+		dir = "l"
+	}
+	for len(tags) > 0 {
+		chunk := tags[:min(len(tags), maxBatch)]
+		tags = tags[len(chunk):]
+		args := append([]string{b.cfg.keyPrefix, Sep, dir}, chunk...)
+		if err := runScript(ctx, b, "requeue", luaRestore, []string{b.unackedIndex, b.unacked}, args); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runScript runs an idempotent script of the broker with retries.
+func runScript(ctx context.Context, b *Broker, what string, s *script, keys, args []string) error {
+	_, err := s.run(ctx, b.client, b.cfg.retryTimeout, b.log, &b.closed, what, keys, args)
+	return err
+}
+
+// SetPrefetch implements transport.Consumer.
+func (c *Consumer) SetPrefetch(n int) error {
+	if n < 0 {
+		return fmt.Errorf("redis: negative prefetch %d", n)
+	}
+	c.mu.Lock()
+	c.prefetch = n
+	c.mu.Unlock()
+	c.signalRoom()
+	return nil
+}
+
+// Held returns the number of fetched, unacknowledged messages.
+func (c *Consumer) Held() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.held
+}
+
+// Close implements transport.Consumer: it stops the background work, then
+// puts every message it still holds back at the front of its queue
+// (RPUSH, oldest fetched first in line), flagged redelivered, as kombu
+// does at warm shutdown.
+func (c *Consumer) Close() error {
+	c.once.Do(func() {
+		c.closed.Store(true)
+		close(c.done)
+		c.cancelBg()
+		c.fetchMu.Lock() // wait for a fetch in flight; its messages are tracked
+		c.fetchMu.Unlock()
+		c.wg.Wait()
+		c.mu.Lock()
+		held := make([]slot, 0, c.held)
+		for i, s := range c.slots {
+			if s.m != nil {
+				held = append(held, s)
+				s.m.Tag = 0
+				c.slots[i] = slot{}
+			}
+		}
+		c.held = 0
+		c.mu.Unlock()
+		// RPUSH newest first, so that the oldest ends up at the front.
+		slices.SortFunc(held, func(a, b slot) int { return cmp.Compare(b.seq, a.seq) })
+		tags := make([]string, len(held))
+		for i, s := range held {
+			tags[i] = s.tag
+		}
+		if len(tags) > 0 && !c.b.closed.Load() {
+			c.closeErr = c.restore(context.Background(), tags, false)
+		}
+		if len(c.lost) > 0 && !c.b.closed.Load() {
+			c.closeErr = errors.Join(c.closeErr, c.recoverLost())
+		}
+		c.b.mu.Lock()
+		delete(c.b.consumers, c)
+		c.b.mu.Unlock()
+	})
+	return c.closeErr
+}
+
+// watch waits, on its own connection, for list key to hold a message,
+// with BLMOVE key key LEFT LEFT: it blocks until the list is non-empty and
+// then moves its newest element onto itself, which leaves the list as it
+// was (a message is never taken out of the list by a watcher, so a crash
+// cannot lose it). Each arming (Fetch found nothing) wakes Fetch once.
+func (c *Consumer) watch(key string, arm <-chan struct{}) {
+	defer c.wg.Done()
+	b := c.b
+	backoff := 10 * time.Millisecond
+	for {
+		select {
+		case <-arm:
+		case <-c.done:
+			return
+		}
+		for c.waiting.Load() {
+			err := b.client.Do(c.bg, b.client.B().Blmove().Source(key).Destination(key).Left().Left().Timeout(watchTimeout).Build()).Error()
+			if c.closed.Load() {
+				return
+			}
+			if rueidis.IsRedisNil(err) {
+				continue // timed out: still waiting?
+			}
+			if err != nil {
+				b.log.Warn("redis: watcher lost its connection", "list", key, "err", err, "retry_in", backoff)
+				if !sleep(c.done, backoff) {
+					return
+				}
+				backoff = min(2*backoff, time.Second)
+				c.notify() // let Fetch look again once the server is back
+				continue
+			}
+			backoff = 10 * time.Millisecond
+			c.notify()
+			break
+		}
+	}
+}
+
+func (c *Consumer) notify() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sleep waits d or until done is closed (false).
+func sleep(done <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-done:
+		return false
+	}
+}
+
+// intervals derive the heartbeat and restore periods from the visibility
+// timeout: both well inside it.
+func (c *Consumer) intervals() (refresh, restore time.Duration) {
+	vt := c.b.cfg.visibilityTimeout
+	refresh = min(max(vt/4, 25*time.Millisecond), 5*time.Minute)
+	restore = min(max(vt/4, 100*time.Millisecond), 30*time.Second)
+	return refresh, restore
+}
+
+// heartbeat keeps the unacked_index score of every message this consumer
+// holds fresh (ZADD XX now), so that no consumer, Go or Python, restores
+// it at the visibility timeout while this consumer lives: ETA and
+// countdown tasks held for hours and long acks_late tasks stay with the
+// worker that has them.
+func (c *Consumer) heartbeat() {
+	defer c.wg.Done()
+	refresh, _ := c.intervals()
+	t := time.NewTicker(refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-c.done:
+			return
+		}
+		if err := c.refresh(); err != nil && !c.closed.Load() {
+			c.b.log.Warn("redis: could not refresh unacked messages", "err", err)
+		}
+	}
+}
+
+// refresh sets the score of every held message to now.
+func (c *Consumer) refresh() error {
+	c.mu.Lock()
+	tags := make([]string, 0, c.held)
+	for _, s := range c.slots {
+		if s.m != nil {
+			tags = append(tags, s.tag)
+		}
+	}
+	c.mu.Unlock()
+	if len(tags) == 0 {
+		return nil
+	}
+	b := c.b
+	score := time.Now()
+	f := float64(score.UnixMicro()) / 1e6
+	for len(tags) > 0 {
+		chunk := tags[:min(len(tags), maxBatch)]
+		tags = tags[len(chunk):]
+		z := b.client.B().Zadd().Key(b.unackedIndex).Xx().ScoreMember()
+		for _, t := range chunk {
+			z = z.ScoreMember(f, t)
+		}
+		if err := b.client.Do(c.bg, z.Build()).Error(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// restorer runs kombu's restore_visible now and then: messages whose
+// score is older than the visibility timeout belong to consumers that
+// died (or to Python workers holding them too long) and go back to their
+// queues.
+func (c *Consumer) restorer() {
+	defer c.wg.Done()
+	_, every := c.intervals()
+	for {
+		if _, err := c.b.RestoreVisible(c.bg); err != nil && !c.closed.Load() {
+			c.b.log.Warn("redis: restoring unacknowledged messages failed", "err", err)
+		}
+		if !sleep(c.done, every) {
+			return
+		}
+	}
+}
+
+// RestoreVisible is kombu's restore_visible: under the unacked_mutex, it
+// puts back on their queues (front of the line, flagged redelivered) the
+// unacknowledged messages whose unacked_index score is older than the
+// visibility timeout, and returns how many. Consumers run it
+// periodically; it is exported for tools and tests.
+func (b *Broker) RestoreVisible(ctx context.Context) (int, error) {
+	total := 0
+	limit := b.cfg.unackedRestoreLimit
+	batch := maxBatch
+	if limit > 0 {
+		batch = min(batch, limit)
+	}
+	token := make([]byte, 16)
+	_, _ = rand.Read(token)
+	for {
+		ceil := unixScore(time.Now().Add(-b.cfg.visibilityTimeout))
+		res := luaRestoreVisible.exec(ctx, b.client,
+			[]string{b.unackedIndex, b.unacked, b.unackedMutex},
+			[]string{b.cfg.keyPrefix, Sep, ceil, strconv.Itoa(batch), hex.EncodeToString(token),
+				strconv.FormatInt(b.cfg.unackedMutexExpire.Milliseconds(), 10)})
+		vals, err := res.AsIntSlice()
+		if err != nil {
+			return total, fmt.Errorf("redis: restore visible: %w", err)
+		}
+		if len(vals) != 3 || vals[0] < 0 {
+			return total, nil // another restorer holds the mutex
+		}
+		total += int(vals[1])
+		if vals[1] > 0 {
+			b.log.Info("redis: restored unacknowledged messages", "count", vals[1])
+		}
+		if vals[2] > 0 {
+			b.log.Error("redis: dropped unacked entries that do not decode", "count", vals[2])
+		}
+		if int(vals[0]) < batch || (limit > 0 && total >= limit) {
+			return total, nil
+		}
+	}
+}
+
+// unixScore formats t as kombu's score: Unix seconds with microseconds.
+func unixScore(t time.Time) string {
+	return strconv.FormatFloat(float64(t.UnixMicro())/1e6, 'f', 6, 64)
+}
+
+// deliveryTag finds the delivery tag of a raw envelope exactly as the
+// fetch script does (Lua: string.match(env,
+// '"delivery_tag"%s*:%s*"([^"\\]*)"')), so that both agree on the key of
+// the unacked entry. "" means none (or empty).
+func deliveryTag(env string) string {
+	const key = `"delivery_tag"`
+	for from := 0; ; {
+		i := strings.Index(env[from:], key)
+		if i < 0 {
+			return ""
+		}
+		j := skipLuaSpace(env, from+i+len(key))
+		if j < len(env) && env[j] == ':' {
+			j = skipLuaSpace(env, j+1)
+			if j < len(env) && env[j] == '"' {
+				k := j + 1
+				for k < len(env) && env[k] != '"' && env[k] != '\\' {
+					k++
+				}
+				if k < len(env) && env[k] == '"' {
+					return env[j+1 : k]
+				}
+			}
+		}
+		from += i + 1
+	}
+}
+
+// skipLuaSpace skips Lua's %s class (C isspace).
+func skipLuaSpace(s string, i int) int {
+	for i < len(s) {
+		switch s[i] {
+		case ' ', '\t', '\n', '\v', '\f', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,338 @@
+package redis
+
+// The Lua scripts. Each runs atomically in Redis, which is what makes the
+// broker crash-safe: a message is never outside both its list and the
+// unacked bookkeeping (see doc.go).
+
+// luaFetch pops up to ARGV[1] messages and records each as unacked, in one
+// atomic step.
+//
+// KEYS: unacked_index, unacked, then the lists bucket-major: for each
+// priority step, each queue in the current rotation order.
+// ARGV: max count, score (unix time), nonce for tags of envelopes without
+// one, number of queues, "1" for round robin (share the batch between
+// queues) or "0" (drain in order), then the JSON-quoted queue names in the
+// rotation order.
+//
+// The unacked hash gets kombu's triple [envelope, "", queue]: exchange ""
+// with the queue as routing key, which kombu's restore (and ours) sends
+// back to exactly the queue the message was taken from.
+//
+// It returns the envelopes in delivery order. The delivery tag used as the
+// bookkeeping key is the first match of the pattern below (the same rule
+// is in deliveryTag); an envelope without one is recorded under
+// nonce..":"..position so that the consumer can still acknowledge it.
+var luaFetch = newScript(`
+local n = tonumber(ARGV[1])
+local score, nonce = ARGV[2], ARGV[3]
+local nq = tonumber(ARGV[4])
+local rr = ARGV[5] == '1'
+local nb = (#KEYS - 2) / nq
+local out, h, z = {}, {}, {}
+local function take(key, qname, k)
+  local items = redis.call('RPOP', key, k)
+  if not items then return 0 end
+  for i = 1, #items do
+    local env = items[i]
+    local pos = #out + 1
+    local tag = string.match(env, '"delivery_tag"%s*:%s*"([^"\\]*)"')
+    if not tag or tag == '' then tag = nonce .. ':' .. pos end
+    out[pos] = env
+    h[#h + 1] = tag
+    h[#h + 1] = '[' .. env .. ', "", ' .. qname .. ']'
+    z[#z + 1] = score
+    z[#z + 1] = tag
+  end
+  return #items
+end
+for b = 0, nb - 1 do
+  if #out >= n then break end
+  if rr then
+    local active = {}
+    for q = 1, nq do active[q] = q end
+    while #out < n and #active > 0 do
+      local share = math.ceil((n - #out) / #active)
+      local still = {}
+      for _, q in ipairs(active) do
+        local k = math.min(share, n - #out)
+        if k <= 0 then break end
+        if take(KEYS[2 + b * nq + q], ARGV[5 + q], k) == k then still[#still + 1] = q end
+      end
+      active = still
+    end
+  else
+    for q = 1, nq do
+      if #out >= n then break end
+      take(KEYS[2 + b * nq + q], ARGV[5 + q], n - #out)
+    end
+  end
+end
+if #out > 0 then
+  redis.call('HSET', KEYS[2], unpack(h))
+  redis.call('ZADD', KEYS[1], unpack(z))
+end
+return out
+`)
+
+// luaAck forgets delivery tags: ZREM unacked_index + HDEL unacked, as
+// kombu's ack does in one MULTI. KEYS: unacked_index, unacked. ARGV: tags.
+var luaAck = newScript(`
+redis.call('ZREM', KEYS[1], unpack(ARGV))
+redis.call('HDEL', KEYS[2], unpack(ARGV))
+return #ARGV
+`)
+
+// luaRestoreLib is kombu's restore_by_tag, shared by the restore scripts:
+// read the [envelope, exchange, routing_key] triple, forget the tag, mark
+// the envelope redelivered (headers.redelivered and
+// properties.delivery_info.redelivered, inserted as text so that nothing
+// else in the envelope changes), and push it back to the queues the
+// exchange and routing key name: RPUSH (front of the line) or LPUSH
+// (back, for a reject with requeue).
+//
+// Scripts using it take KEYS[1] = unacked_index, KEYS[2] = unacked,
+// ARGV[1] = global key prefix, ARGV[2] = separator.
+const luaRestoreLib = `
+local index, unacked = KEYS[1], KEYS[2]
+local prefix, sep = ARGV[1], ARGV[2]
+local byte, sub, find = string.byte, string.sub, string.find
+
+local function ws(s, i) return (find(s, '[^ \t\r\n]', i)) end
+local function skipstr(s, i)
+  local j = i + 1
+  while true do
+    local k = find(s, '["\\]', j)
+    if not k then return nil end
+    if byte(s, k) == 92 then j = k + 2 else return k + 1 end
+  end
+end
+local function skipval(s, i)
+  local c = byte(s, i)
+  if c == 34 then return skipstr(s, i) end
+  if c == 123 or c == 91 then
+    local depth, j = 0, i
+    while true do
+      local k = find(s, '[%[%]{}"]', j)
+      if not k then return nil end
+      local b = byte(s, k)
+      if b == 34 then
+        j = skipstr(s, k)
+        if not j then return nil end
+      else
+        if b == 123 or b == 91 then depth = depth + 1 else depth = depth - 1 end
+        j = k + 1
+        if depth == 0 then return j end
+      end
+    end
+  end
+  return (find(s, '[,}%] \t\r\n]', i)) or (#s + 1)
+end
+-- member returns where the value of key name starts in the object whose
+-- '{' is at i, or nil.
+local function member(s, i, name)
+  if not i or byte(s, i) ~= 123 then return nil end
+  local j = ws(s, i + 1)
+  if not j or byte(s, j) == 125 then return nil end
+  while true do
+    if byte(s, j) ~= 34 then return nil end
+    local e = skipstr(s, j)
+    if not e then return nil end
+    local key = sub(s, j + 1, e - 2)
+    j = ws(s, e)
+    if not j or byte(s, j) ~= 58 then return nil end
+    j = ws(s, j + 1)
+    if not j then return nil end
+    if key == name then return j end
+    j = skipval(s, j)
+    if not j then return nil end
+    j = ws(s, j)
+    if not j or byte(s, j) ~= 44 then return nil end
+    j = ws(s, j + 1)
+    if not j then return nil end
+  end
+end
+local function redeliver(env)
+  local root = ws(env, 1)
+  local ins = {}
+  local h = member(env, root, 'headers')
+  if h and byte(env, h) == 123 and not member(env, h, 'redelivered') then ins[#ins + 1] = h end
+  local p = member(env, root, 'properties')
+  if p and byte(env, p) == 123 then
+    local d = member(env, p, 'delivery_info')
+    if d and byte(env, d) == 123 and not member(env, d, 'redelivered') then ins[#ins + 1] = d end
+  end
+  table.sort(ins, function(x, y) return x > y end)
+  for _, i in ipairs(ins) do
+    local j = ws(env, i + 1)
+    local text = '"redelivered": true, '
+    if j and byte(env, j) == 125 then text = '"redelivered": true' end
+    env = sub(env, 1, i) .. text .. sub(env, i + 1)
+  end
+  return env
+end
+local function jstr(s, i)
+  if not i then return nil end
+  if sub(s, i, i + 3) == 'null' then return '', i + 4 end
+  if byte(s, i) ~= 34 then return nil end
+  local e = skipstr(s, i)
+  if not e then return nil end
+  local tok = sub(s, i, e - 1)
+  if find(tok, '\\', 1, true) then
+    local ok, v = pcall(cjson.decode, tok)
+    if not ok or type(v) ~= 'string' then return nil end
+    return v, e
+  end
+  return sub(tok, 2, -2), e
+end
+local function triple(p)
+  local i = ws(p, 1)
+  if not i or byte(p, i) ~= 91 then return nil end
+  local a = ws(p, i + 1)
+  if not a or byte(p, a) ~= 123 then return nil end
+  local b = skipval(p, a)
+  if not b then return nil end
+  local j = ws(p, b)
+  if not j or byte(p, j) ~= 44 then return nil end
+  local ex, rk
+  ex, j = jstr(p, ws(p, j + 1))
+  if not ex then return nil end
+  j = ws(p, j)
+  if not j or byte(p, j) ~= 44 then return nil end
+  rk, j = jstr(p, ws(p, j + 1))
+  if not rk then return nil end
+  return sub(p, a, b - 1), ex, rk
+end
+local function topic(pat, rk)
+  local pw, rw = {}, {}
+  for w in string.gmatch(pat .. '.', '([^.]*)%.') do pw[#pw + 1] = w end
+  for w in string.gmatch(rk .. '.', '([^.]*)%.') do rw[#rw + 1] = w end
+  local function m(i, j)
+    if i > #pw then return j > #rw end
+    if pw[i] == '#' then
+      for k = j, #rw + 1 do if m(i + 1, k) then return true end end
+      return false
+    end
+    if j > #rw then return false end
+    if pw[i] == '*' or pw[i] == rw[j] then return m(i + 1, j + 1) end
+    return false
+  end
+  return m(1, 1)
+end
+local function lookup(ex, rk)
+  if ex == '' then return {rk} end
+  local rows = redis.call('SMEMBERS', prefix .. '_kombu.binding.' .. ex)
+  local out, seen, wild = {}, {}, {}
+  for _, row in ipairs(rows) do
+    local a = find(row, sep, 1, true)
+    local b = a and find(row, sep, a + #sep, true)
+    if b then
+      local brk, q = sub(row, 1, a - 1), sub(row, b + #sep)
+      if brk == rk then
+        if not seen[q] then seen[q] = true; out[#out + 1] = q end
+      elseif find(brk, '[#*]') then
+        wild[#wild + 1] = {brk, q}
+      end
+    end
+  end
+  if #out == 0 then
+    for _, w in ipairs(wild) do
+      if not seen[w[2]] and topic(w[1], rk) then seen[w[2]] = true; out[#out + 1] = w[2] end
+    end
+  end
+  if #out == 0 and rk ~= '' then out[1] = rk end
+  return out
+end
+-- restore returns 1 (restored), 0 (tag unknown) or -1 (undecodable, dropped).
+local function restore(tag, leftmost)
+  local p = redis.call('HGET', unacked, tag)
+  redis.call('ZREM', index, tag)
+  redis.call('HDEL', unacked, tag)
+  if not p then return 0 end
+  local env, ex, rk = triple(p)
+  if not env then return -1 end
+  env = redeliver(env)
+  for _, q in ipairs(lookup(ex, rk)) do
+    if leftmost then redis.call('LPUSH', prefix .. q, env) else redis.call('RPUSH', prefix .. q, env) end
+  end
+  return 1
+end
+`
+
+// luaRestore restores the tags ARGV[4...] ("l" in ARGV[3]: LPUSH, for a
+// reject with requeue; otherwise RPUSH). Returns {restored, dropped}.
+var luaRestore = newScript(luaRestoreLib + `
+local leftmost = ARGV[3] == 'l'
+local r, d = 0, 0
+for i = 4, #ARGV do
+  local x = restore(ARGV[i], leftmost)
+  if x == 1 then r = r + 1 elseif x == -1 then d = d + 1 end
+end
+return {r, d}
+`)
+
+// luaRestoreVisible is kombu's restore_visible: under unacked_mutex
+// (KEYS[3], taken with SET NX PX as redis-py's Lock does, so a Python
+// worker restoring at the same time makes us skip), restore up to ARGV[4]
+// tags whose score is at most ARGV[3] (now - visibility_timeout).
+// ARGV[5]: mutex token, ARGV[6]: mutex expiry in ms.
+// Returns {found, restored, dropped}, found = -1 when the mutex was held.
+var luaRestoreVisible = newScript(luaRestoreLib + `
+if not redis.call('SET', KEYS[3], ARGV[5], 'NX', 'PX', ARGV[6]) then return {-1, 0, 0} end
+local tags = redis.call('ZREVRANGEBYSCORE', index, ARGV[3], 0, 'LIMIT', 0, ARGV[4])
+local r, d = 0, 0
+for _, t in ipairs(tags) do
+  local x = restore(t, false)
+  if x == 1 then r = r + 1 elseif x == -1 then d = d + 1 end
+end
+redis.call('DEL', KEYS[3])
+return {#tags, r, d}
+`)
+
+// luaPurge empties the lists KEYS (a queue's priority buckets) and returns
+// how many messages they held.
+var luaPurge = newScript(`
+local n = 0
+for _, k in ipairs(KEYS) do n = n + redis.call('LLEN', k) end
+redis.call('DEL', unpack(KEYS))
+return n
+`)
+
+// luaStoreResult is Celery's result write (GET; if not SUCCESS: SETEX or
+// SET, then PUBLISH on the key) made atomic, so that a stored SUCCESS is
+// never replaced even by concurrent writers. KEYS[1]: the record key.
+// ARGV: record, expiry in seconds ("0": no expiry). Returns 1 if written.
+// SUCCESS is recognised in JSON records (status first, as Celery writes
+// it, or anywhere) and in msgpack records.
+var luaStoreResult = newScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local st = string.match(cur, '^%s*{%s*"status"%s*:%s*"(%a+)"') or string.match(cur, '"status"%s*:%s*"(%a+)"')
+  if st == 'SUCCESS' or (not st and string.find(cur, '\166status\167SUCCESS', 1, true)) then return 0 end
+end
+if ARGV[2] ~= '0' then
+  redis.call('SETEX', KEYS[1], ARGV[2], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 1
+`)
+
+// luaChordPart is Celery 5.2's on_chord_part_return bookkeeping (one MULTI
+// there): ZADD the part to .j at its group index, ZCOUNT, GET .t and .s,
+// EXPIRE all three; when the count reaches .s + .t, also ZRANGE .j.
+// KEYS: .j, .t, .s. ARGV: score ("+inf" without group index), part,
+// expiry seconds ("0": none). Returns {0} or {1, parts}.
+var luaChordPart = newScript(`
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local count = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf')
+local t = redis.call('GET', KEYS[2])
+local s = redis.call('GET', KEYS[3])
+if ARGV[3] ~= '0' then
+  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+end
+if not s then return {0} end
+local total = tonumber(s) + (tonumber(t) or 0)
+if count ~= total then return {0} end
+return {1, redis.call('ZRANGE', KEYS[1], 0, -1)}
+`)
