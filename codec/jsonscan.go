@@ -143,8 +143,18 @@ func (s *scanner) str() (raw []byte, esc bool, err error) {
 	i := start
 	src := s.src
 	for i < len(src) {
-		c := src[i]
-		switch {
+		// Skip ordinary bytes eight at a time, then one at a time.
+		for i+8 <= len(src) && !strSpecial[src[i]] && !strSpecial[src[i+1]] && !strSpecial[src[i+2]] &&
+			!strSpecial[src[i+3]] && !strSpecial[src[i+4]] && !strSpecial[src[i+5]] && !strSpecial[src[i+6]] && !strSpecial[src[i+7]] {
+			i += 8
+		}
+		for i < len(src) && !strSpecial[src[i]] {
+			i++
+		}
+		if i >= len(src) {
+			break
+		}
+		switch c := src[i]; {
 		case c == '"':
 			s.pos = i + 1
 			return src[start:i:i], esc, nil
@@ -169,14 +179,22 @@ func (s *scanner) str() (raw []byte, esc bool, err error) {
 			default:
 				return nil, false, s.errAt(i + 1)
 			}
-		case c < 0x20:
+		default: // a control character
 			return nil, false, s.errAt(i)
-		default:
-			i++
 		}
 	}
 	return nil, false, s.errAt(len(src))
 }
+
+// strSpecial marks the bytes that end the fast scan of a string: the
+// quote, the backslash and the control characters JSON forbids.
+var strSpecial = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 // number reads a JSON number (or NaN/Infinity/-Infinity as Python writes
 // them) and returns its text.
