@@ -82,19 +82,9 @@ redis.call('HDEL', KEYS[2], unpack(ARGV))
 return #ARGV
 `)
 
-// luaRestoreLib is kombu's restore_by_tag, shared by the restore scripts:
-// read the [envelope, exchange, routing_key] triple, forget the tag, mark
-// the envelope redelivered (headers.redelivered and
-// properties.delivery_info.redelivered, inserted as text so that nothing
-// else in the envelope changes), and push it back to the queues the
-// exchange and routing key name: RPUSH (front of the line) or LPUSH
-// (back, for a reject with requeue).
-//
-// Scripts using it take KEYS[1] = unacked_index, KEYS[2] = unacked,
-// ARGV[1] = global key prefix, ARGV[2] = separator.
-const luaRestoreLib = `
-local index, unacked = KEYS[1], KEYS[2]
-local prefix, sep = ARGV[1], ARGV[2]
+// luaJSONLib is a small JSON scanner for the scripts: it finds members
+// of objects and skips values without decoding (or re-encoding) anything.
+const luaJSONLib = `
 local byte, sub, find = string.byte, string.sub, string.find
 
 local function ws(s, i) return (find(s, '[^ \t\r\n]', i)) end
@@ -151,6 +141,35 @@ local function member(s, i, name)
     if not j then return nil end
   end
 end
+local function jstr(s, i)
+  if not i then return nil end
+  if sub(s, i, i + 3) == 'null' then return '', i + 4 end
+  if byte(s, i) ~= 34 then return nil end
+  local e = skipstr(s, i)
+  if not e then return nil end
+  local tok = sub(s, i, e - 1)
+  if find(tok, '\\', 1, true) then
+    local ok, v = pcall(cjson.decode, tok)
+    if not ok or type(v) ~= 'string' then return nil end
+    return v, e
+  end
+  return sub(tok, 2, -2), e
+end
+`
+
+// luaRestoreLib is kombu's restore_by_tag, shared by the restore scripts:
+// read the [envelope, exchange, routing_key] triple, forget the tag, mark
+// the envelope redelivered (headers.redelivered and
+// properties.delivery_info.redelivered, inserted as text so that nothing
+// else in the envelope changes), and push it back to the queues the
+// exchange and routing key name: RPUSH (front of the line) or LPUSH
+// (back, for a reject with requeue).
+//
+// Scripts using it take KEYS[1] = unacked_index, KEYS[2] = unacked,
+// ARGV[1] = global key prefix, ARGV[2] = separator.
+const luaRestoreLib = luaJSONLib + `
+local index, unacked = KEYS[1], KEYS[2]
+local prefix, sep = ARGV[1], ARGV[2]
 local function redeliver(env)
   local root = ws(env, 1)
   local ins = {}
@@ -169,20 +188,6 @@ local function redeliver(env)
     env = sub(env, 1, i) .. text .. sub(env, i + 1)
   end
   return env
-end
-local function jstr(s, i)
-  if not i then return nil end
-  if sub(s, i, i + 3) == 'null' then return '', i + 4 end
-  if byte(s, i) ~= 34 then return nil end
-  local e = skipstr(s, i)
-  if not e then return nil end
-  local tok = sub(s, i, e - 1)
-  if find(tok, '\\', 1, true) then
-    local ok, v = pcall(cjson.decode, tok)
-    if not ok or type(v) ~= 'string' then return nil end
-    return v, e
-  end
-  return sub(tok, 2, -2), e
 end
 local function triple(p)
   local i = ws(p, 1)
@@ -301,12 +306,17 @@ return n
 // SET, then PUBLISH on the key) made atomic, so that a stored SUCCESS is
 // never replaced even by concurrent writers. KEYS[1]: the record key.
 // ARGV: record, expiry in seconds ("0": no expiry). Returns 1 if written.
-// SUCCESS is recognised in JSON records (status first, as Celery writes
-// it, or anywhere) and in msgpack records.
-var luaStoreResult = newScript(`
+// SUCCESS is recognised in JSON records (the top-level "status", first as
+// Celery writes it or anywhere) and in msgpack records.
+var luaStoreResult = newScript(luaJSONLib + `
 local cur = redis.call('GET', KEYS[1])
 if cur then
-  local st = string.match(cur, '^%s*{%s*"status"%s*:%s*"(%a+)"') or string.match(cur, '"status"%s*:%s*"(%a+)"')
+  local st
+  if string.match(cur, '^%s*{%s*"status"%s*:%s*"SUCCESS"') then
+    st = 'SUCCESS'
+  else
+    st = jstr(cur, member(cur, ws(cur, 1), 'status'))
+  end
   if st == 'SUCCESS' or (not st and string.find(cur, '\166status\167SUCCESS', 1, true)) then return 0 end
 end
 if ARGV[2] ~= '0' then
