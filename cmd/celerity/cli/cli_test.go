@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/celerity-go/celerity/engine"
+)
+
+func run(t *testing.T, o Options, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	o.Stdout, o.Stderr = &out, &errb
+	code = Main(args, o)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpForEveryCommand(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := run(t, Options{}, "--help")
+	if code != 0 || !strings.Contains(stderr, "worker") || !strings.Contains(stderr, "demo") {
+		t.Fatalf("--help: code %d, %q", code, stderr)
+	}
+	for _, c := range commands() {
+		code, _, stderr := run(t, Options{}, c.name, "--help")
+		if code != 0 || !strings.Contains(stderr, "usage: celerity "+c.name) {
+			t.Errorf("%s --help: code %d, %q", c.name, code, stderr)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "usage: celerity"},
+		{[]string{"nosuch"}, 2, `unknown command "nosuch"`},
+		{[]string{"call"}, 2, "usage: celerity call"},
+		{[]string{"call", "--args", "{not json", "x"}, 1, "--args"},
+		{[]string{"worker", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"call", "--broker", "kafka://x", "t"}, 1, "unsupported scheme"},
+		{[]string{"demo", "-c", "0"}, 1, "-c >= 1"},
+	} {
+		code, _, stderr := run(t, Options{}, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: code %d (want %d), stderr %q (want %q)", tc.args, code, tc.code, stderr, tc.want)
+		}
+	}
+}
+
+func TestDemoRunsAndReportsResults(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := run(t, Options{}, "demo", "-n", "20000", "-typed", "500", "-c", "2")
+	if code != 0 {
+		t.Fatalf("demo exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"no-op tasks:  20000 in", "typed tasks:  500 in", "0 wrong", "succeeded 20500"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if !strings.Contains(stderr, "100% 20500/20500") {
+		t.Errorf("progress bar did not reach 100%%: %q", stderr)
+	}
+}
+
+func TestSetupRegistersTasksAndCallWaitsForResult(t *testing.T) {
+	t.Parallel()
+	// call on the memory broker in one process: the Setup hook is where a
+	// program adds its tasks; without a worker the result stays PENDING.
+	var setupCalls int
+	o := Options{Setup: func(app *engine.App) error {
+		setupCalls++
+		engine.Register0(app, "mine.task", func(context.Context) (int, error) { return 1, nil })
+		return nil
+	}}
+	code, stdout, stderr := run(t, o, "call", "--args", "[1, 2]", "--wait", "50ms", "mine.task")
+	if code != 1 || !strings.Contains(stderr, "timed out") || len(strings.TrimSpace(stdout)) != 36 {
+		t.Fatalf("call: code %d stdout %q stderr %q", code, stdout, stderr)
+	}
+	if setupCalls != 1 {
+		t.Fatalf("Setup ran %d times", setupCalls)
+	}
+	code, stdout, _ = run(t, o, "result", "00000000-0000-0000-0000-000000000000")
+	if code != 0 || !strings.Contains(stdout, `"state":"PENDING"`) {
+		t.Fatalf("result: code %d %q", code, stdout)
+	}
+}
+
+func TestWorkerStopsOnContextAndPurgeCounts(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := run(t, Options{}, "purge", "-Q", "celery,other")
+	if code != 0 || !strings.Contains(stdout, "purged 0 message(s)") {
+		t.Fatalf("purge: %d %q %q", code, stdout, stderr)
+	}
+}

@@ -1,0 +1,195 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/transport"
+	"github.com/celerity-go/celerity/transport/memory"
+)
+
+// App is a Celery application: configuration, task registry, producer and
+// result access. It is safe for concurrent use; register tasks before
+// starting workers that must know them.
+type App struct {
+	cfg     Config
+	broker  transport.Broker
+	backend transport.Backend
+	loc     *time.Location
+	log     *slog.Logger
+	hooks   Hooks
+
+	// tasks maps name -> *taskDef; copy-on-write so that the hot-path
+	// lookup takes no lock.
+	tasks   atomic.Pointer[map[string]*taskDef]
+	regMu   sync.Mutex
+	revoked revokedSet // shared by the app's workers
+	workers sync.Map   // *Worker -> struct{}; terminations reach them
+	ownsBkr bool
+}
+
+// New returns an App for cfg after validating it.
+func New(cfg Config) (*App, error) {
+	owns := cfg.Broker == nil
+	if cfg.Broker == nil {
+		cfg.Broker = memory.NewBroker()
+		if cfg.Backend == nil {
+			cfg.Backend = memory.NewBackend()
+		}
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	loc, _ := time.LoadLocation(cfg.Timezone)
+	a := &App{cfg: cfg, broker: cfg.Broker, backend: cfg.Backend, loc: loc, log: cfg.Logger, ownsBkr: owns}
+	empty := map[string]*taskDef{}
+	a.tasks.Store(&empty)
+	return a, nil
+}
+
+// MustNew is New that panics on a configuration error, for examples and
+// tests.
+func MustNew(cfg Config) *App {
+	a, err := New(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// Config returns the app's configuration with defaults filled in.
+func (a *App) Config() Config { return a.cfg }
+
+// Broker returns the app's broker.
+func (a *App) Broker() transport.Broker { return a.broker }
+
+// Backend returns the app's result backend, or nil.
+func (a *App) Backend() transport.Backend { return a.backend }
+
+// SetHooks installs signal handlers (see Hooks). Call it before sending or
+// starting workers.
+func (a *App) SetHooks(h Hooks) { a.hooks = h }
+
+// Close closes the broker and backend.
+func (a *App) Close() error {
+	var errs []error
+	if a.broker != nil {
+		errs = append(errs, a.broker.Close())
+	}
+	if a.backend != nil {
+		errs = append(errs, a.backend.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// taskDef is one registered task.
+type taskDef struct {
+	name    string
+	handler Handler
+	opts    taskOptions
+}
+
+// register adds def, replacing a task of the same name.
+func (a *App) register(def *taskDef) {
+	a.regMu.Lock()
+	defer a.regMu.Unlock()
+	old := *a.tasks.Load()
+	next := make(map[string]*taskDef, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[def.name] = def
+	a.tasks.Store(&next)
+}
+
+// lookup finds a task by name without allocating.
+func (a *App) lookup(name []byte) *taskDef {
+	return (*a.tasks.Load())[string(name)]
+}
+
+// Registered returns the names of the registered tasks.
+func (a *App) Registered() []string {
+	m := *a.tasks.Load()
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	return names
+}
+
+// route picks exchange, routing key and priority for a task name from
+// task_routes, else the default queue.
+func (a *App) route(name string) (exchange, routingKey string, priority int, hasPriority bool) {
+	for _, r := range a.cfg.TaskRoutes {
+		ok := r.Pattern == name
+		if !ok {
+			ok, _ = path.Match(r.Pattern, name)
+		}
+		if !ok {
+			continue
+		}
+		rk := r.RoutingKey
+		if rk == "" {
+			rk = r.Queue
+		}
+		if r.Priority != nil {
+			return r.Exchange, rk, *r.Priority, true
+		}
+		return r.Exchange, rk, 0, false
+	}
+	return a.cfg.TaskDefaultExchange, a.cfg.TaskDefaultQueue, 0, false
+}
+
+// Revoke marks task ids as revoked for every worker of this app: a revoked
+// task still queued is discarded (REVOKED result) when received or when
+// its ETA comes. With terminate, a running task's context is cancelled
+// (cause ErrTerminated). Revocation across processes goes through remote
+// control.
+func (a *App) Revoke(terminate bool, ids ...string) {
+	a.revoked.add(ids...)
+	if !terminate {
+		return
+	}
+	a.workers.Range(func(k, _ any) bool {
+		k.(*Worker).terminate(ids...)
+		return true
+	})
+}
+
+// Hooks are Celery's signals as plain functions; nil hooks are skipped.
+// Hooks run synchronously on the goroutine that triggers them: keep them
+// short. The *codec.Message, *Task and []byte arguments are valid only
+// during the call.
+type Hooks struct {
+	BeforePublish  func(m *codec.Message)
+	AfterPublish   func(taskID, task string)
+	TaskPrerun     func(t *Task)
+	TaskPostrun    func(t *Task, state codec.State)
+	TaskSuccess    func(t *Task)
+	TaskFailure    func(t *Task, err error)
+	TaskRetry      func(t *Task, err error)
+	TaskRevoked    func(id []byte, reason string)
+	TaskRejected   func(m *codec.Message, reason error)
+	WorkerReady    func(w *Worker)
+	WorkerShutdown func(w *Worker)
+}
+
+// errorf logs a worker-side problem.
+func (a *App) errorf(msg string, args ...any) { a.log.Error(msg, args...) }
+
+// warnf logs a warning.
+func (a *App) warnf(msg string, args ...any) { a.log.Warn(msg, args...) }
+
+// contextBackground is used where the engine writes results on its own
+// behalf (not bound to a caller's context).
+var contextBackground = context.Background()
+
+func fmtDuration(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }

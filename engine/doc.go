@@ -1,0 +1,44 @@
+// Package engine is celerity's Celery engine: an App (configuration, task
+// registry, producer, results) and a Worker (consumer loop, pool, acks,
+// retries, ETA, expiry, revocation, rate and time limits), over any
+// transport.Broker and transport.Backend. With no broker configured it runs
+// in-process on transport/memory.
+//
+// # Tasks
+//
+// Register0..Register3 register typed handlers; arguments arrive decoded
+// from the JSON the sender wrote, keyword arguments by the names given with
+// Params, and the return value is stored as the JSON result. RegisterRaw
+// registers the raw form, which reads its arguments as JSON views and sets
+// its result with Task.Return: the zero-allocation path. A handler returns
+// nil, an error (FAILURE, as a *TaskError for Python clients to rebuild),
+// Retry(...), Reject(...) or ErrIgnore, like a Celery task.
+//
+// # The worker's hot path
+//
+// One goroutine fetches batches from the broker (bounded by the prefetch
+// window: concurrency x worker_prefetch_multiplier), routes each message
+// (unknown task, content type, revoked, expired, ETA, rate limit) and hands
+// runnable ones to the pool in one call. Executors run tasks on a shared,
+// reused context and collect acknowledgements, sending them in batches
+// (ackBatch, or when they run out of work, or after ackDelay). Tasks held
+// for an ETA or a rate-limit token wait in one timer heap and raise the
+// prefetch bound while held, as Celery's basic.qos increments do. On the
+// memory transport, with results ignored, a task costs no allocation.
+//
+// Early acknowledgement (the default) is sent in those batches, so a worker
+// that crashes can redeliver up to ackBatch x concurrency tasks that had
+// already started: at-least-once, never lost. Tasks with a time limit
+// flush their slot's acknowledgements before they start.
+//
+// # Limits
+//
+// Soft time limits cancel the task's context (cause
+// timelimit.ErrSoftTimeLimitExceeded). Hard limits fail the task with
+// TimeLimitExceeded and abandon its goroutine, which Go cannot kill: the
+// pool slot goes to a fresh goroutine and the stuck one is reported and
+// left to finish on its own. Only a prefork pool can kill a task.
+//
+// Safe for concurrent use: App, Worker and AsyncResult. A *Task is owned
+// by the handler running it.
+package engine

@@ -1,0 +1,612 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/timelimit"
+	"github.com/celerity-go/celerity/transport/memory"
+)
+
+func TestTypedTaskRoundTrip(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	add := Register2(app, "t.add", func(_ context.Context, a, b int) (int, error) { return a + b, nil })
+	startWorker(t, app, WorkerConfig{Concurrency: 2})
+	ctx := testCtx(t, 10*time.Second)
+	res, err := add.Delay(ctx, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := res.Get(ctx)
+	if err != nil || got != 5 {
+		t.Fatalf("Get = %v, %v; want 5", got, err)
+	}
+	if ok, err := res.Successful(ctx); !ok || err != nil {
+		t.Fatalf("Successful = %v, %v", ok, err)
+	}
+}
+
+func TestKwargsReachNamedParams(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	Register2(app, "t.sub", func(_ context.Context, a, b int) (int, error) { return a - b, nil }, Params("a", "b"))
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	res, err := app.SendTask(ctx, "t.sub", []any{10}, map[string]any{"b": 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := res.Get(ctx)
+	if err != nil || v != float64(6) {
+		t.Fatalf("Get = %v, %v; want 6", v, err)
+	}
+}
+
+func TestRawHandlerSeesArgsAndReturns(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	RegisterRaw(app, "t.raw", func(_ context.Context, task *Task) error {
+		task.Return([]byte(`{"args": ` + string(task.Args()) + `, "kwargs": ` + string(task.Kwargs()) + `}`))
+		return nil
+	})
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	if err := app.SendRaw(ctx, "t.raw", []byte(`[1,"two",[3.5,null,true]]`), []byte(`{"k":{"n":"v"}}`), TaskID("raw-1")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ResultOf[map[string]any](app, "raw-1").Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `map[args:[1 two [3.5 <nil> true]] kwargs:map[k:map[n:v]]]`
+	if fmt.Sprint(got) != want {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+func TestFailureIsATaskErrorWithCeleryFields(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	boom := Register0(app, "t.boom", func(context.Context) (int, error) {
+		return 0, &TaskError{Type: "ValueError", Module: "builtins", Args: []any{"bad input"}}
+	})
+	plain := Register0(app, "t.plain", func(context.Context) (int, error) { return 0, errors.New("plain go error") })
+	panics := Register0(app, "t.panic", func(context.Context) (int, error) { panic("oops") })
+	startWorker(t, app, WorkerConfig{Concurrency: 2})
+	ctx := testCtx(t, 10*time.Second)
+
+	r1, _ := boom.Delay(ctx)
+	_, err := r1.Get(ctx)
+	var te *TaskError
+	if !errors.As(err, &te) || te.Type != "ValueError" || te.Module != "builtins" || fmt.Sprint(te.Args) != "[bad input]" {
+		t.Fatalf("err = %#v", err)
+	}
+	r2, _ := plain.Delay(ctx)
+	if _, err := r2.Get(ctx); !IsTaskError(err, "Exception") || !strings.Contains(err.Error(), "plain go error") {
+		t.Fatalf("plain error recorded as %v", err)
+	}
+	r3, _ := panics.Delay(ctx)
+	if _, err := r3.Get(ctx); !IsTaskError(err, "Exception") || !strings.Contains(err.Error(), "panic: oops") {
+		t.Fatalf("panic recorded as %v", err)
+	}
+	if ok, _ := r3.Failed(ctx); !ok {
+		t.Fatal("Failed() false for a failed task")
+	}
+}
+
+func TestUnknownTaskIsRejectedAndRecordedNotRegistered(t *testing.T) {
+	t.Parallel()
+	broker := memory.NewBroker()
+	var rejected atomic.Int32
+	app := newApp(t, Config{Broker: broker, Backend: memory.NewBackend()})
+	app.SetHooks(Hooks{TaskRejected: func(*codec.Message, error) { rejected.Add(1) }})
+	ok := Register0(app, "t.ok", func(context.Context) (string, error) { return "fine", nil })
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	res, err := app.SendTask(ctx, "t.nosuch", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = res.Get(ctx)
+	if !IsTaskError(err, "NotRegistered") {
+		t.Fatalf("unknown task result: %v, want NotRegistered", err)
+	}
+	// The worker goes on, and the bad message is gone (no redelivery loop).
+	r2, _ := ok.Delay(ctx)
+	if v, err := r2.Get(ctx); v != "fine" || err != nil {
+		t.Fatalf("next task: %v %v", v, err)
+	}
+	if rejected.Load() != 1 || broker.Len("celery") != 0 {
+		t.Fatalf("rejected=%d queue=%d", rejected.Load(), broker.Len("celery"))
+	}
+}
+
+func TestRetryRepublishesSameIDAndSucceeds(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	var mu sync.Mutex
+	var seen []string // "id:retries:parent"
+	RegisterRaw(app, "t.flaky", func(_ context.Context, task *Task) error {
+		mu.Lock()
+		seen = append(seen, fmt.Sprintf("%s:%d:%s", task.ID, task.Retries, task.ParentID))
+		mu.Unlock()
+		if task.Retries < 2 {
+			return task.Retry(errors.New("not yet"), 10*time.Millisecond)
+		}
+		task.Return([]byte(`"done"`))
+		return nil
+	})
+	w, _ := startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	if err := app.SendRaw(ctx, "t.flaky", nil, nil, TaskID("flaky-1")); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := ResultOf[string](app, "flaky-1").Get(ctx); v != "done" || err != nil {
+		t.Fatalf("Get = %q, %v", v, err)
+	}
+	want := []string{"flaky-1:0:", "flaky-1:1:flaky-1", "flaky-1:2:flaky-1"}
+	if !slices.Equal(seen, want) {
+		t.Fatalf("runs %v, want %v", seen, want)
+	}
+	if n := w.Stats().Retried.Load(); n != 2 {
+		t.Fatalf("retried %d, want 2", n)
+	}
+}
+
+func TestMaxRetriesExceededFails(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	var runs atomic.Int32
+	RegisterRaw(app, "t.always", func(_ context.Context, task *Task) error {
+		runs.Add(1)
+		return task.Retry(&TaskError{Type: "IOError", Module: "builtins", Args: []any{"down"}}, time.Millisecond)
+	}, MaxRetries(2))
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	res, _ := app.SendTask(ctx, "t.always", nil, nil)
+	if _, err := res.Get(ctx); !IsTaskError(err, "IOError") {
+		t.Fatalf("err = %v, want the retry reason IOError after max retries", err)
+	}
+	if runs.Load() != 3 {
+		t.Fatalf("ran %d times, want 3 (first + 2 retries)", runs.Load())
+	}
+}
+
+func TestAutoRetryBackoffCountdowns(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	var mu sync.Mutex
+	var countdowns []time.Duration
+	app.SetHooks(Hooks{BeforePublish: func(m *codec.Message) {
+		if m.Retries > 0 {
+			mu.Lock()
+			countdowns = append(countdowns, time.Until(m.ETA).Round(100*time.Millisecond))
+			mu.Unlock()
+		}
+	}})
+	errFlaky := errors.New("flaky")
+	def := &taskDef{opts: taskOptions{retryBackoff: time.Second, retryBackoffMax: 5 * time.Second}}
+	w := &Worker{app: app}
+	for retries, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second} {
+		if got := w.backoff(def, retries); got != want {
+			t.Fatalf("backoff(retries=%d) = %v, want %v", retries, got, want)
+		}
+	}
+	def.opts.retryJitter = true
+	for range 100 {
+		if got := w.backoff(def, 3); got < 0 || got > 5*time.Second || got%time.Second != 0 {
+			t.Fatalf("jittered backoff %v outside [0, 5s] in whole seconds", got)
+		}
+	}
+	// End to end: autoretry_for with a 1s base publishes retries with
+	// countdowns of 1s then 2s.
+	RegisterRaw(app, "t.auto", func(context.Context, *Task) error { return errFlaky },
+		AutoRetryFor(func(err error) bool { return errors.Is(err, errFlaky) }),
+		RetryBackoff(time.Second, 0, false), MaxRetries(2))
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 15*time.Second)
+	res, _ := app.SendTask(ctx, "t.auto", nil, nil)
+	if _, err := res.Get(ctx); err == nil || !strings.Contains(err.Error(), "flaky") {
+		t.Fatalf("err = %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(countdowns, []time.Duration{time.Second, 2 * time.Second}) {
+		t.Fatalf("retry countdowns %v, want [1s 2s]", countdowns)
+	}
+}
+
+func TestETAOrdering(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	var mu sync.Mutex
+	var order []int
+	var wg sync.WaitGroup
+	rec := Register1(app, "t.rec", func(_ context.Context, i int) (int, error) {
+		mu.Lock()
+		order = append(order, i)
+		mu.Unlock()
+		wg.Done()
+		return i, nil
+	})
+	startWorker(t, app, WorkerConfig{Concurrency: 1, PrefetchMultiplier: 1})
+	ctx := testCtx(t, 10*time.Second)
+	wg.Add(5)
+	base := time.Now()
+	// Sent in reverse ETA order, with more ETA tasks than the prefetch
+	// window (1): held ETA tasks must not block the window.
+	for i := 4; i >= 0; i-- {
+		if _, err := rec.ApplyAsync(ctx, i, ETA(base.Add(time.Duration(50+40*i)*time.Millisecond))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if !slices.Equal(order, []int{0, 1, 2, 3, 4}) {
+		t.Fatalf("ran in order %v, want ETA order", order)
+	}
+	if time.Since(base) < 200*time.Millisecond {
+		t.Fatal("ETA tasks ran before their ETA")
+	}
+}
+
+func TestExpiredTaskIsRevokedNotRun(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	var ran atomic.Int32
+	late := Register0(app, "t.late", func(context.Context) (int, error) { ran.Add(1); return 1, nil })
+	ctx := testCtx(t, 10*time.Second)
+	res, err := late.ApplyAsync(ctx, ExpiresIn(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Held for an ETA beyond its expiry: expires while waiting.
+	res2, _ := late.ApplyAsync(ctx, Countdown(50*time.Millisecond), ExpiresIn(20*time.Millisecond))
+	time.Sleep(5 * time.Millisecond)
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	for _, r := range []*AsyncResult[int]{res, res2} {
+		_, err = r.Get(ctx)
+		if !errors.Is(err, ErrRevoked) {
+			t.Fatalf("expired task: %v, want ErrRevoked", err)
+		}
+		var te *TaskError
+		errors.As(err, &te)
+		if fmt.Sprint(te.Args) != "[expired]" {
+			t.Fatalf("revoked reason %v, want [expired]", te.Args)
+		}
+	}
+	if ran.Load() != 0 {
+		t.Fatal("an expired task ran")
+	}
+}
+
+func TestRevokeQueuedAndTerminateRunning(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	started := make(chan struct{})
+	slow := Register0(app, "t.slow", func(ctx context.Context) (string, error) {
+		close(started)
+		<-ctx.Done()
+		return "", context.Cause(ctx)
+	})
+	var ran atomic.Int32
+	other := Register0(app, "t.other", func(context.Context) (int, error) { ran.Add(1); return 1, nil })
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	queued, _ := other.ApplyAsync(ctx, Countdown(100*time.Millisecond))
+	queued.Revoke(false)
+	running, _ := slow.Delay(ctx)
+	<-started
+	running.Revoke(true)
+	if _, err := running.Get(ctx); err == nil || !strings.Contains(err.Error(), ErrTerminated.Error()) {
+		t.Fatalf("terminated task: %v", err)
+	}
+	if _, err := queued.Get(ctx); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("revoked queued task: %v", err)
+	}
+	if ran.Load() != 0 {
+		t.Fatal("revoked task ran")
+	}
+}
+
+func TestCustomStateViaUpdateState(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	step := make(chan struct{})
+	var res *AsyncResult[any]
+	RegisterRaw(app, "t.progress", func(ctx context.Context, task *Task) error {
+		if err := task.UpdateState(ctx, "PROGRESS", map[string]int{"done": 3, "total": 10}); err != nil {
+			return err
+		}
+		<-step
+		return nil
+	}, TrackStarted(true))
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	res, _ = app.SendTask(ctx, "t.progress", nil, nil)
+	eventually(t, "PROGRESS state", func() bool {
+		m, err := res.Meta(ctx)
+		return err == nil && m.StateName == "PROGRESS" && string(m.Result) == `{"done":3,"total":10}`
+	})
+	close(step)
+	if _, err := res.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTrackStartedStoresStarted(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{TaskTrackStarted: true, Hostname: "w1@test"})
+	step := make(chan struct{})
+	wait := Register0(app, "t.wait", func(context.Context) (int, error) { <-step; return 7, nil })
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	res, _ := wait.Delay(ctx)
+	eventually(t, "STARTED", func() bool {
+		m, _ := res.Meta(ctx)
+		return m.State == codec.StateStarted && strings.Contains(string(m.Result), `"hostname": "w1@test"`)
+	})
+	close(step)
+	if v, err := res.Get(ctx); v != 7 || err != nil {
+		t.Fatal(v, err)
+	}
+}
+
+func TestWarmShutdownFinishesInFlightAndRequeuesUnstarted(t *testing.T) {
+	t.Parallel()
+	broker := memory.NewBroker()
+	backend := memory.NewBackend()
+	app := newApp(t, Config{Broker: broker, Backend: backend, TaskAcksLate: true})
+	release := make(chan struct{})
+	var started, finished atomic.Int32
+	slow := Register1(app, "t.hold", func(_ context.Context, i int) (int, error) {
+		started.Add(1)
+		<-release
+		finished.Add(1)
+		return i, nil
+	})
+	_, stop := startWorker(t, app, WorkerConfig{Concurrency: 2, PrefetchMultiplier: 4})
+	ctx := testCtx(t, 20*time.Second)
+	var results []*AsyncResult[int]
+	for i := range 6 {
+		r, _ := slow.Delay(ctx, i)
+		results = append(results, r)
+	}
+	eventually(t, "two tasks running", func() bool { return started.Load() == 2 })
+	go func() { time.Sleep(50 * time.Millisecond); close(release) }()
+	stop() // warm: the two running finish; the four prefetched go back
+	if finished.Load() != 2 {
+		t.Fatalf("finished %d in-flight tasks, want 2", finished.Load())
+	}
+	if n := broker.Len("celery"); n != 4 {
+		t.Fatalf("%d messages back in the queue, want the 4 unstarted", n)
+	}
+	// A new worker runs the rest: every task exactly once.
+	startWorker(t, app, WorkerConfig{Concurrency: 2})
+	for i, r := range results {
+		if v, err := r.Get(ctx); v != i || err != nil {
+			t.Fatalf("task %d: %v %v", i, v, err)
+		}
+	}
+	if started.Load() != 6 {
+		t.Fatalf("tasks started %d times, want 6", started.Load())
+	}
+}
+
+func TestRoutesPickQueues(t *testing.T) {
+	t.Parallel()
+	broker := memory.NewBroker()
+	app := newApp(t, Config{Broker: broker, TaskRoutes: []Route{
+		{Pattern: "feed.*", Queue: "feeds"},
+		{Pattern: "mail.send", Queue: "mail"},
+	}})
+	ctx := testCtx(t, 5*time.Second)
+	for _, name := range []string{"feed.fetch", "feed.parse", "mail.send", "other"} {
+		if err := app.SendRaw(ctx, name, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := app.SendRaw(ctx, "feed.x", nil, nil, Queue("override")); err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(broker.Len("feeds"), broker.Len("mail"), broker.Len("celery"), broker.Len("override"))
+	if got != "2 1 1 1" {
+		t.Fatalf("queue lengths feeds mail celery override = %s, want 2 1 1 1", got)
+	}
+}
+
+func TestWorkerConsumesSeveralQueuesAndPriorities(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	RegisterRaw(app, "t.q", func(_ context.Context, task *Task) error {
+		mu.Lock()
+		order = append(order, task.Queue+":"+string(task.Args()))
+		mu.Unlock()
+		wg.Done()
+		return nil
+	})
+	ctx := testCtx(t, 10*time.Second)
+	wg.Add(3)
+	app.SendRaw(ctx, "t.q", []byte(`[1]`), nil, Queue("a"), Priority(0))
+	app.SendRaw(ctx, "t.q", []byte(`[2]`), nil, Queue("b"), Priority(9))
+	app.SendRaw(ctx, "t.q", []byte(`[3]`), nil, Queue("a"), Priority(5))
+	startWorker(t, app, WorkerConfig{Concurrency: 1, Queues: []string{"a", "b"}})
+	wg.Wait()
+	if !slices.Equal(order, []string{"b:[2]", "a:[3]", "a:[1]"}) {
+		t.Fatalf("order %v, want priority order across queues", order)
+	}
+}
+
+func TestHooksFire(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	var mu sync.Mutex
+	var events []string
+	add := func(s string) { mu.Lock(); events = append(events, s); mu.Unlock() }
+	app.SetHooks(Hooks{
+		BeforePublish: func(m *codec.Message) { add("before_publish:" + string(m.Task)) },
+		AfterPublish:  func(_, name string) { add("after_publish:" + name) },
+		TaskPrerun:    func(t *Task) { add("prerun:" + t.Name) },
+		TaskPostrun:   func(t *Task, s codec.State) { add("postrun:" + s.String()) },
+		TaskSuccess:   func(t *Task) { add("success") },
+		TaskFailure:   func(t *Task, err error) { add("failure") },
+		WorkerReady:   func(*Worker) { add("ready") },
+	})
+	ok := Register0(app, "t.ok", func(context.Context) (int, error) { return 1, nil })
+	bad := Register0(app, "t.bad", func(context.Context) (int, error) { return 0, errors.New("x") })
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	r1, _ := ok.Delay(ctx)
+	r1.Get(ctx)
+	r2, _ := bad.Delay(ctx)
+	r2.Get(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, want := range []string{"ready", "before_publish:t.ok", "after_publish:t.ok", "prerun:t.ok",
+		"postrun:SUCCESS", "success", "postrun:FAILURE", "failure"} {
+		if !slices.Contains(events, want) {
+			t.Errorf("hook %q did not fire; got %v", want, events)
+		}
+	}
+}
+
+func TestSoftTimeLimitCancelsContext(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	coop := Register0(app, "t.coop", func(ctx context.Context) (string, error) {
+		<-ctx.Done()
+		return "", context.Cause(ctx)
+	}, TaskTimeLimits(0, 50*time.Millisecond))
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	res, _ := coop.Delay(ctx)
+	if _, err := res.Get(ctx); !IsTaskError(err, "SoftTimeLimitExceeded") {
+		t.Fatalf("err = %v, want SoftTimeLimitExceeded", err)
+	}
+	// The slot's context is renewed: the next task is not born cancelled.
+	ok := Register0(app, "t.after", func(ctx context.Context) (bool, error) { return ctx.Err() == nil, nil })
+	r2, _ := ok.Delay(ctx)
+	if alive, err := r2.Get(ctx); !alive || err != nil {
+		t.Fatalf("next task's context alive=%v err=%v", alive, err)
+	}
+}
+
+func TestHardTimeLimitAbandonsStuckTaskAndWorkerGoesOn(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{TaskAcksLate: true})
+	stuck := make(chan struct{})
+	t.Cleanup(func() { close(stuck) })
+	hang := Register0(app, "t.hang", func(context.Context) (int, error) {
+		<-stuck // ignores its context, like a `for {}` would
+		return 1, nil
+	}, TaskTimeLimits(50*time.Millisecond, 0))
+	ping := Register0(app, "t.ping", func(context.Context) (string, error) { return "pong", nil })
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	res, _ := hang.ApplyAsync(ctx, TimeLimit(50*time.Millisecond))
+	_, err := res.Get(ctx)
+	var te *TaskError
+	if !errors.As(err, &te) || te.Type != "TimeLimitExceeded" || te.Module != "billiard.exceptions" {
+		t.Fatalf("err = %v, want TimeLimitExceeded", err)
+	}
+	// The only executor is stuck, yet the worker serves the next task.
+	r2, _ := ping.Delay(ctx)
+	if v, err := r2.Get(ctx); v != "pong" || err != nil {
+		t.Fatalf("after abandon: %v %v", v, err)
+	}
+	_ = timelimit.ErrTimeLimitExceeded
+}
+
+func TestRateLimitDelaysWithoutBlockingOtherTasks(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	var limited, free atomic.Int32
+	RegisterRaw(app, "t.limited", func(context.Context, *Task) error { limited.Add(1); return nil }, RateLimit("20/s"))
+	RegisterRaw(app, "t.free", func(context.Context, *Task) error { free.Add(1); return nil })
+	startWorker(t, app, WorkerConfig{Concurrency: 2})
+	ctx := testCtx(t, 10*time.Second)
+	for range 10 {
+		app.SendRaw(ctx, "t.limited", nil, nil)
+	}
+	for range 200 {
+		app.SendRaw(ctx, "t.free", nil, nil)
+	}
+	eventually(t, "unthrottled tasks", func() bool { return free.Load() == 200 })
+	// 20/s with capacity 1: 10 tasks need >= 450ms; the 200 free ones did
+	// not wait for them.
+	if n := limited.Load(); n == 10 {
+		t.Fatalf("all 10 rate-limited tasks ran before the 200 free ones finished")
+	}
+	eventually(t, "rate-limited tasks", func() bool { return limited.Load() == 10 })
+}
+
+func TestMaxTasksPerChildViaWorkerConfig(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	RegisterRaw(app, "t.count", func(context.Context, *Task) error { return nil })
+	w, _ := startWorker(t, app, WorkerConfig{Concurrency: 1, MaxTasksPerChild: 3})
+	ctx := testCtx(t, 10*time.Second)
+	for range 9 {
+		app.SendRaw(ctx, "t.count", nil, nil)
+	}
+	eventually(t, "9 tasks", func() bool { return w.Stats().Succeeded.Load() == 9 })
+	n := 0
+	w.slots.Range(func(any, any) bool { n++; return true })
+	if n < 3 {
+		t.Fatalf("%d executor slots were created for 9 tasks at 3 per child, want >= 3", n)
+	}
+}
+
+func TestLinkCallbacksTravelInEmbed(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	var embed string
+	app.SetHooks(Hooks{BeforePublish: func(m *codec.Message) {
+		_, _, e, _ := codec.SplitJSONBody(m.Body)
+		embed = string(e)
+	}})
+	ctx := testCtx(t, 5*time.Second)
+	cb := &Signature{Task: "t.cb", Args: []byte(`[10]`), Kwargs: []byte(`{}`)}
+	eb := &Signature{Task: "t.eb", Args: []byte(`["x"]`), Kwargs: []byte(`{}`), Immutable: true}
+	if err := app.SendRaw(ctx, "t.main", []byte(`[1]`), nil, Link(cb), LinkError(eb)); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Callbacks []Signature `json:"callbacks"`
+		Errbacks  []Signature `json:"errbacks"`
+		Chain     any         `json:"chain"`
+		Chord     any         `json:"chord"`
+	}
+	if err := json.Unmarshal([]byte(embed), &got); err != nil {
+		t.Fatalf("embed %s: %v", embed, err)
+	}
+	if len(got.Callbacks) != 1 || got.Callbacks[0].Task != "t.cb" || string(got.Callbacks[0].Args) != "[10]" || got.Callbacks[0].Immutable ||
+		len(got.Errbacks) != 1 || got.Errbacks[0].Task != "t.eb" || !got.Errbacks[0].Immutable || got.Chain != nil || got.Chord != nil {
+		t.Fatalf("embed %s", embed)
+	}
+}
+
+func TestContentNotAcceptedIsRejected(t *testing.T) {
+	t.Parallel()
+	broker := memory.NewBroker()
+	app := newApp(t, Config{Broker: broker, Backend: memory.NewBackend()}) // accept json only
+	var ran atomic.Int32
+	RegisterRaw(app, "t.x", func(context.Context, *Task) error { ran.Add(1); return nil })
+	w, _ := startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 5*time.Second)
+	app.SendRaw(ctx, "t.x", nil, nil, Serializer("msgpack"))
+	app.SendRaw(ctx, "t.x", nil, nil)
+	eventually(t, "json task", func() bool { return ran.Load() == 1 && w.Stats().Rejected.Load() == 1 })
+}

@@ -1,0 +1,381 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	json "github.com/goccy/go-json"
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/codec/compress"
+	"github.com/celerity-go/celerity/codec/serializer"
+	"github.com/celerity-go/celerity/internal/unsafeconv"
+)
+
+// Signature is a task signature as Celery writes it (task, args, kwargs,
+// options, subtask_type, immutable); see codec.Signature.
+type Signature = codec.Signature
+
+var (
+	langGo = []byte("go")
+	// origin is this process's node name as a sender ("gen<pid>@<host>").
+	origin = func() []byte {
+		host, _ := os.Hostname()
+		return []byte("gen" + strconv.Itoa(os.Getpid()) + "@" + host)
+	}()
+)
+
+var onePool = sync.Pool{New: func() any { return new([1]*codec.Message) }}
+
+// appendJSON encodes v as kombu's JSON serializer does.
+func appendJSON(dst []byte, v any) ([]byte, error) { return serializer.JSON.Append(dst, v) }
+
+// sendOpts is the parsed form of a call's options.
+type sendOpts struct {
+	eta, expires             time.Time
+	exchange, routingKey     string
+	hasExchange, hasRK       bool
+	priority                 int
+	hasPriority              bool
+	headers                  map[string]any
+	serializer, compression  string
+	taskID, shadow           string
+	parentID, rootID, group  string
+	groupIndex               int
+	hasGroupIndex            bool
+	ignoreResult, hasIgnore  bool
+	timeLimit, softTimeLimit time.Duration
+	retries                  int
+	links, linkErrors        []*Signature
+}
+
+func (o *sendOpts) apply(opts []Option, now func() time.Time) {
+	for i := range opts {
+		op := &opts[i]
+		switch op.kind {
+		case optCountdown:
+			o.eta = now().Add(op.d)
+		case optETA:
+			o.eta = op.t
+		case optExpiresIn:
+			o.expires = now().Add(op.d)
+		case optExpiresAt:
+			o.expires = op.t
+		case optQueue:
+			o.routingKey, o.hasRK = op.s, true
+			o.exchange, o.hasExchange = "", true
+		case optRoutingKey:
+			o.routingKey, o.hasRK = op.s, true
+		case optExchange:
+			o.exchange, o.hasExchange = op.s, true
+		case optPriority:
+			o.priority, o.hasPriority = op.i, true
+		case optHeaders:
+			o.headers = op.kv
+		case optSerializer:
+			o.serializer = op.s
+		case optCompression:
+			o.compression = op.s
+		case optTaskID:
+			o.taskID = op.s
+		case optIgnoreResult:
+			o.ignoreResult, o.hasIgnore = op.b, true
+		case optTimeLimit:
+			o.timeLimit = op.d
+		case optSoftTimeLimit:
+			o.softTimeLimit = op.d
+		case optRetries:
+			o.retries = op.i
+		case optLink:
+			o.links = append(o.links, op.sig)
+		case optLinkError:
+			o.linkErrors = append(o.linkErrors, op.sig)
+		case optShadow:
+			o.shadow = op.s
+		case optParentID:
+			o.parentID = op.s
+		case optRootID:
+			o.rootID = op.s
+		case optGroup:
+			o.group = op.s
+		case optGroupIndex:
+			o.groupIndex, o.hasGroupIndex = op.i, true
+		}
+	}
+}
+
+// SendRaw sends task name with its positional and keyword arguments
+// already encoded as a JSON array and object (nil = none). It is the
+// zero-allocation producer path for the default JSON serializer; the
+// arguments are copied before it returns.
+func (a *App) SendRaw(ctx context.Context, name string, args, kwargs []byte, opts ...Option) error {
+	m, err := a.newMessage(name, args, kwargs, nil, opts)
+	if err != nil {
+		return err
+	}
+	return a.publish(ctx, m)
+}
+
+// SendTask sends a task by name (Celery's send_task): args and kwargs are
+// encoded with the task serializer. The task need not be registered here,
+// so a Go client can call Python tasks.
+func (a *App) SendTask(ctx context.Context, name string, args []any, kwargs map[string]any, opts ...Option) (*AsyncResult[any], error) {
+	id, err := a.sendValues(ctx, name, args, kwargs, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &AsyncResult[any]{ID: id, app: a}, nil
+}
+
+func sendTyped[R any](ctx context.Context, r ref, opts []Option, args ...any) (*AsyncResult[R], error) {
+	id, err := r.app.sendValues(ctx, r.name, args, nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &AsyncResult[R]{ID: id, app: r.app}, nil
+}
+
+func (a *App) sendValues(ctx context.Context, name string, args []any, kwargs map[string]any, opts []Option) (string, error) {
+	buf := bytebufferpool.Get()
+	defer bytebufferpool.Put(buf)
+	if args == nil {
+		args = []any{}
+	}
+	b, err := appendJSON(buf.B[:0], args)
+	if err != nil {
+		return "", fmt.Errorf("engine: send %s: encode args: %w", name, err)
+	}
+	split := len(b)
+	if kwargs != nil {
+		if b, err = appendJSON(b, kwargs); err != nil {
+			return "", fmt.Errorf("engine: send %s: encode kwargs: %w", name, err)
+		}
+	}
+	buf.B = b
+	m, err := a.newMessage(name, b[:split], b[split:], nil, opts)
+	if err != nil {
+		return "", err
+	}
+	id := string(m.ID) // m belongs to the broker once published
+	return id, a.publish(ctx, m)
+}
+
+// publish hands m to the broker, running the publish hooks.
+func (a *App) publish(ctx context.Context, m *codec.Message) error {
+	if h := a.hooks.BeforePublish; h != nil {
+		h(m)
+	}
+	var id, name string
+	after := a.hooks.AfterPublish
+	if after != nil { // the broker owns m once published: copy first
+		id, name = string(m.ID), string(m.Task)
+	}
+	// A variadic argument to an interface method escapes: hand over a
+	// pooled one-element array instead of allocating one per message.
+	one := onePool.Get().(*[1]*codec.Message)
+	one[0] = m
+	err := a.broker.Publish(ctx, one[:]...)
+	one[0] = nil
+	onePool.Put(one)
+	if err != nil {
+		return fmt.Errorf("engine: publish: %w", err)
+	}
+	if after != nil {
+		after(id, name)
+	}
+	return nil
+}
+
+// newMessage builds a protocol v2 message. args is a JSON array, kwargs a
+// JSON object, embed the embed object (nil = built from link options).
+func (a *App) newMessage(name string, args, kwargs, embed []byte, opts []Option) (*codec.Message, error) {
+	var o sendOpts
+	if len(opts) > 0 {
+		o.apply(opts, time.Now)
+	}
+	m := codec.AcquireMessage()
+	m.Protocol = 2
+	m.Lang = langGo
+	m.Task = unsafeconv.Bytes(name)
+	if o.taskID != "" {
+		m.ID = m.OwnString(o.taskID)
+	} else {
+		m.NewID()
+	}
+	m.CorrelationID = m.ID
+	m.RootID = m.ID
+	if o.rootID != "" {
+		m.RootID = m.OwnString(o.rootID)
+	}
+	if o.parentID != "" {
+		m.ParentID = m.OwnString(o.parentID)
+	}
+	if o.group != "" {
+		m.Group = m.OwnString(o.group)
+	}
+	m.GroupIndex, m.HasGroupIndex = o.groupIndex, o.hasGroupIndex
+	if o.shadow != "" {
+		m.Shadow = m.OwnString(o.shadow)
+	}
+	m.Origin = origin
+	m.Retries = o.retries
+	m.ETA = o.eta
+	m.Expires = o.expires
+	if !o.expires.IsZero() {
+		m.Expiration = max(0, time.Until(o.expires).Milliseconds())
+		m.HasExpiration = true
+	}
+	if o.timeLimit > 0 {
+		m.TimeLimit.Hard, m.TimeLimit.HasHard = o.timeLimit.Seconds(), true
+	}
+	if o.softTimeLimit > 0 {
+		m.TimeLimit.Soft, m.TimeLimit.HasSoft = o.softTimeLimit.Seconds(), true
+	}
+	m.IgnoreResult = a.cfg.TaskIgnoreResult
+	if o.hasIgnore {
+		m.IgnoreResult = o.ignoreResult
+	}
+
+	// Routing: explicit options, then task_routes, then the default queue.
+	ex, rk, prio, hasPrio := a.route(name)
+	if o.hasExchange {
+		ex = o.exchange
+	}
+	if o.hasRK {
+		rk = o.routingKey
+	}
+	if !hasPrio {
+		prio = a.cfg.TaskDefaultPriority
+	}
+	if o.hasPriority {
+		prio = o.priority
+	}
+	if prio < 0 || prio > 9 {
+		codec.ReleaseMessage(m)
+		return nil, fmt.Errorf("engine: send %s: priority %d is outside 0-9", name, prio)
+	}
+	m.Exchange, m.RoutingKey, m.Priority = unsafeconv.Bytes(ex), unsafeconv.Bytes(rk), uint8(prio)
+	m.DeliveryMode = 2
+
+	if err := a.encodeBody(m, name, args, kwargs, embed, &o); err != nil {
+		codec.ReleaseMessage(m)
+		return nil, err
+	}
+	return m, nil
+}
+
+// encodeBody fills the body, its content type and the repr headers.
+func (a *App) encodeBody(m *codec.Message, name string, args, kwargs, embed []byte, o *sendOpts) error {
+	if len(args) == 0 || string(args) == "[]" {
+		args = emptyArray
+	}
+	if len(kwargs) == 0 || string(kwargs) == "{}" {
+		kwargs = emptyObject
+	}
+	if embed == nil && len(o.links) == 0 && len(o.linkErrors) == 0 && o.headers == nil &&
+		len(args) == 2 && len(kwargs) == 2 && o.serializer == "" && a.cfg.TaskSerializer == "json" &&
+		o.compression == "" && a.cfg.TaskCompression == "" {
+		// No arguments, default format: every part is a constant.
+		m.ArgsRepr, m.KwargsRepr, m.Body = emptyArgsRepr, emptyKwargsRepr, emptyBody
+		m.ContentType, m.ContentEncoding = contentTypeJSON, contentEncodingUTF8
+		return nil
+	}
+	buf := bytebufferpool.Get()
+	defer bytebufferpool.Put(buf)
+	b := buf.B[:0]
+	if embed == nil && (len(o.links) > 0 || len(o.linkErrors) > 0) {
+		var err error
+		if embed, err = appendEmbed(nil, o.links, o.linkErrors); err != nil {
+			return fmt.Errorf("engine: send %s: %w", name, err)
+		}
+	}
+	b = appendPyRepr(b, args, true)
+	m.ArgsRepr = m.Own(b)
+	b = appendPyRepr(b[:0], kwargs, false)
+	m.KwargsRepr = m.Own(b)
+	if o.headers != nil {
+		h, err := appendJSON(b[:0], o.headers)
+		if err != nil {
+			return fmt.Errorf("engine: send %s: headers: %w", name, err)
+		}
+		m.ExtraHeaders = m.Own(h)
+	}
+	b = codec.AppendJSONBody(b[:0], args, kwargs, embed)
+
+	ser := o.serializer
+	if ser == "" {
+		ser = a.cfg.TaskSerializer
+	}
+	s, ok := serializer.ByName(ser)
+	if !ok {
+		return fmt.Errorf("engine: send %s: unknown serializer %q", name, ser)
+	}
+	if s.Name != serializer.JSON.Name {
+		out, err := serializer.FromJSON(nil, s, b)
+		if err != nil {
+			return fmt.Errorf("engine: send %s: %s body: %w", name, s.Name, err)
+		}
+		b = append(b[:0], out...)
+	}
+	m.ContentType = unsafeconv.Bytes(s.ContentType)
+	m.ContentEncoding = unsafeconv.Bytes(s.ContentEncoding)
+
+	comp := o.compression
+	if comp == "" {
+		comp = a.cfg.TaskCompression
+	}
+	if comp != "" {
+		c, ok := compress.Lookup(comp)
+		if !ok {
+			return fmt.Errorf("engine: send %s: unknown compression %q", name, comp)
+		}
+		z, err := c.Append(nil, b)
+		if err != nil {
+			return fmt.Errorf("engine: send %s: compress: %w", name, err)
+		}
+		b = append(b[:0], z...)
+		m.Compression = unsafeconv.Bytes(c.Mime)
+	}
+	m.Body = m.Own(b)
+	buf.B = b
+	return nil
+}
+
+var (
+	emptyArray          = []byte("[]")
+	emptyObject         = []byte("{}")
+	emptyArgsRepr       = []byte("()")
+	emptyKwargsRepr     = []byte("{}")
+	emptyBody           = codec.AppendJSONBody(nil, emptyArray, emptyObject, nil)
+	contentTypeJSON     = []byte(serializer.JSON.ContentType)
+	contentEncodingUTF8 = []byte(serializer.JSON.ContentEncoding)
+)
+
+// appendEmbed writes the embed object for link/link_error callbacks.
+func appendEmbed(dst []byte, links, linkErrors []*Signature) ([]byte, error) {
+	cb, err := json.Marshal(nilIfEmpty(links))
+	if err != nil {
+		return nil, fmt.Errorf("link: %w", err)
+	}
+	eb, err := json.Marshal(nilIfEmpty(linkErrors))
+	if err != nil {
+		return nil, fmt.Errorf("link_error: %w", err)
+	}
+	dst = append(dst, `{"callbacks": `...)
+	dst = append(dst, cb...)
+	dst = append(dst, `, "errbacks": `...)
+	dst = append(dst, eb...)
+	return append(dst, `, "chain": null, "chord": null}`...), nil
+}
+
+func nilIfEmpty(s []*Signature) []*Signature {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}

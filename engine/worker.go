@@ -1,0 +1,402 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/codec/serializer"
+	"github.com/celerity-go/celerity/internal/unsafeconv"
+	"github.com/celerity-go/celerity/pool"
+	"github.com/celerity-go/celerity/ratelimit"
+	"github.com/celerity-go/celerity/timelimit"
+	"github.com/celerity-go/celerity/transport"
+)
+
+// WorkerConfig configures one worker; zero fields take the App's Config.
+type WorkerConfig struct {
+	// Queues to consume (default: the app's task_default_queue).
+	Queues []string
+	// Concurrency is the number of tasks run at once (worker_concurrency).
+	Concurrency int
+	// PrefetchMultiplier is worker_prefetch_multiplier.
+	PrefetchMultiplier int
+	// Pool is "goroutine" or "solo" (worker_pool).
+	Pool string
+	// MaxTasksPerChild is worker_max_tasks_per_child.
+	MaxTasksPerChild int
+	// ShutdownTimeout bounds the warm shutdown (worker_shutdown_timeout).
+	ShutdownTimeout time.Duration
+}
+
+// ackBatch is how many acknowledgements an executor collects before it
+// sends them; it also sends them whenever it runs out of work.
+const ackBatch = 32
+
+// ackDelay is how long an executor that stays busy may sit on collected
+// acknowledgements before sending them.
+const ackDelay = 5 * time.Millisecond
+
+// Worker consumes task messages and runs them. Create it with App.Worker
+// and start it with Run.
+//
+// Shutdown order: stop fetching; give back (requeue) prefetched tasks that
+// did not start; wait for running tasks up to ShutdownTimeout (warm), then
+// cancel their contexts (cold); requeue held ETA tasks; send pending
+// acknowledgements; close the consumer (which requeues anything still
+// unacknowledged).
+type Worker struct {
+	app      *App
+	cfg      WorkerConfig
+	prefetch int
+	accept   serializer.Accept
+
+	consumer transport.Consumer
+	exec     executor
+	eta      *etaQueue
+	limits   ratelimit.Limiter
+	deadline *timelimit.Tracker
+
+	baseCtx    context.Context // cancelled on cold shutdown
+	coldCancel context.CancelFunc
+	slots      sync.Map     // *slotState -> struct{}
+	held       atomic.Int64 // ETA/rate-limited tasks held (raise prefetch)
+
+	stats WorkerStats
+}
+
+// WorkerStats counts what a worker did. Read it with Worker.Stats.
+type WorkerStats struct {
+	Received, Succeeded, Failed, Retried, Revoked, Rejected atomic.Int64
+}
+
+// executor is the pool the worker hands jobs to.
+type executor interface {
+	Submit(jobs ...job) error
+	Stop() []job
+	Abandon(s *pool.Slot)
+}
+
+// job is one task ready to run.
+type job struct {
+	m   *codec.Message
+	def *taskDef
+	// admitted: the job holds its rate-limit token (it must not ask again).
+	admitted bool
+}
+
+// Worker returns a worker of this app. Run starts it.
+func (a *App) Worker(cfg WorkerConfig) (*Worker, error) {
+	c := a.cfg
+	if len(cfg.Queues) == 0 {
+		cfg.Queues = []string{c.TaskDefaultQueue}
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = c.WorkerConcurrency
+	}
+	if cfg.PrefetchMultiplier == 0 {
+		cfg.PrefetchMultiplier = c.WorkerPrefetchMultiplier
+	}
+	if cfg.Pool == "" {
+		cfg.Pool = c.WorkerPool
+	}
+	if cfg.MaxTasksPerChild == 0 {
+		cfg.MaxTasksPerChild = c.WorkerMaxTasksPerChild
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = c.WorkerShutdownTimeout
+	}
+	if cfg.Concurrency < 1 {
+		return nil, fmt.Errorf("engine: worker concurrency %d < 1", cfg.Concurrency)
+	}
+	if cfg.Pool != "goroutine" && cfg.Pool != "solo" {
+		return nil, fmt.Errorf("engine: worker pool %q is not goroutine or solo", cfg.Pool)
+	}
+	accept, err := serializer.NewAccept(c.AcceptContent...)
+	if err != nil {
+		return nil, fmt.Errorf("engine: config accept_content: %w", err)
+	}
+	w := &Worker{app: a, cfg: cfg, accept: accept, prefetch: cfg.Concurrency * cfg.PrefetchMultiplier,
+		deadline: timelimit.New(10 * time.Millisecond)}
+	for _, def := range *a.tasks.Load() {
+		if def.opts.rateLimit == "" {
+			continue
+		}
+		if err := w.SetRateLimit(def.name, def.opts.rateLimit); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// SetRateLimit changes a task's rate limit at runtime (Celery's rate_limit
+// control command): a Celery rate string, "" or "0" for none.
+func (w *Worker) SetRateLimit(task, rate string) error {
+	r, err := ratelimit.Parse(rate)
+	if err != nil {
+		return fmt.Errorf("engine: rate limit of %s: %w", task, err)
+	}
+	w.limits.Set(task, r)
+	return nil
+}
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() *WorkerStats { return &w.stats }
+
+// Hostname returns the worker's node name.
+func (w *Worker) Hostname() string { return w.app.cfg.Hostname }
+
+// Run consumes and runs tasks until ctx is cancelled (warm shutdown, see
+// Worker), then returns. A second Run is an error.
+func (w *Worker) Run(ctx context.Context) error {
+	if w.consumer != nil {
+		return errors.New("engine: worker already ran")
+	}
+	var err error
+	w.consumer, err = w.app.broker.Consume(ctx, w.cfg.Queues, w.prefetch)
+	if err != nil {
+		return fmt.Errorf("engine: consume %v: %w", w.cfg.Queues, err)
+	}
+	w.baseCtx, w.coldCancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer w.coldCancel()
+	if w.cfg.Pool == "solo" {
+		w.exec = soloExecutor{pool.NewSolo(w.runJob, w.flush, w.initSlot)}
+	} else {
+		p, err := pool.NewGoroutine(pool.Config{
+			Concurrency: w.cfg.Concurrency, MaxTasksPerChild: w.cfg.MaxTasksPerChild,
+			QueueSize: 2 * w.prefetch, Logger: w.app.log,
+		}, w.runJob, w.flush, w.initSlot)
+		if err != nil {
+			w.consumer.Close()
+			return err
+		}
+		w.exec = p
+	}
+	w.deadline.Start()
+	defer w.deadline.Stop()
+	w.eta = newETAQueue()
+	etaDone := make(chan struct{})
+	etaCtx, stopETA := context.WithCancel(context.Background())
+	go func() { defer close(etaDone); w.eta.run(etaCtx, w) }()
+
+	w.app.workers.Store(w, struct{}{})
+	defer w.app.workers.Delete(w)
+	if h := w.app.hooks.WorkerReady; h != nil {
+		h(w)
+	}
+	w.app.log.Info("worker ready", "hostname", w.app.cfg.Hostname, "queues", w.cfg.Queues,
+		"concurrency", w.cfg.Concurrency, "pool", w.cfg.Pool)
+
+	runErr := w.consume(ctx)
+
+	// Warm shutdown.
+	stopETA()
+	<-etaDone
+	w.shutdown()
+	if h := w.app.hooks.WorkerShutdown; h != nil {
+		h(w)
+	}
+	if runErr != nil && ctx.Err() == nil {
+		return runErr
+	}
+	return nil
+}
+
+// Terminate makes a running warm shutdown cold: running tasks' contexts
+// are cancelled at once.
+func (w *Worker) Terminate() {
+	if w.coldCancel != nil {
+		w.coldCancel()
+	}
+}
+
+// consume is the fetch loop.
+func (w *Worker) consume(ctx context.Context) error {
+	buf := make([]*codec.Message, min(max(w.prefetch, 1), 256))
+	ready := make([]job, 0, len(buf))
+	var backoff time.Duration
+	for ctx.Err() == nil {
+		n, err := w.consumer.Fetch(ctx, buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			// A transport error: transports reconnect on their own; wait
+			// a little so that a dead broker does not spin this loop.
+			backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
+			w.app.warnf("worker: fetch failed", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		backoff = 0
+		now := time.Now()
+		ready = ready[:0]
+		for _, m := range buf[:n] {
+			if j, ok := w.route(m, now); ok {
+				ready = append(ready, j)
+			}
+		}
+		clear(buf[:n])
+		if len(ready) > 0 {
+			if err := w.exec.Submit(ready...); err != nil { // only after Stop
+				w.requeue(ready)
+			}
+		}
+		w.syncPrefetch()
+	}
+	return nil
+}
+
+// route decides what happens to a fetched message: run now (returns the
+// job), hold for its ETA or rate limit, or answer it at once.
+func (w *Worker) route(m *codec.Message, now time.Time) (job, bool) {
+	w.stats.Received.Add(1)
+	def := w.app.lookup(m.Task)
+	if def == nil {
+		w.storeFailure(m, "NotRegistered", "celery.exceptions", string(m.Task))
+		w.reject(m, false, fmt.Errorf("%w: %q", ErrNotRegistered, m.Task))
+		return job{}, false
+	}
+	if err := w.accept.Check(m.ContentType); err != nil {
+		w.reject(m, false, err)
+		return job{}, false
+	}
+	j := job{m: m, def: def}
+	if w.app.revoked.has(m.ID) {
+		w.discard(m, "revoked")
+		return job{}, false
+	}
+	if !m.Expires.IsZero() && now.After(m.Expires) {
+		w.discard(m, "expired")
+		return job{}, false
+	}
+	if !m.ETA.IsZero() && m.ETA.After(now) {
+		w.hold(j, m.ETA)
+		return job{}, false
+	}
+	return w.admit(j, now)
+}
+
+// admit takes j's rate-limit token: run now (true), or hold j until the
+// token is due. A held task occupies no pool slot and delays no other task
+// type.
+func (w *Worker) admit(j job, now time.Time) (job, bool) {
+	if j.admitted {
+		return j, true
+	}
+	j.admitted = true
+	if wait := w.limits.Reserve(unsafeconv.String(j.m.Task), ratelimit.Now()); wait > 0 {
+		w.hold(j, now.Add(wait))
+		return job{}, false
+	}
+	return j, true
+}
+
+// hold keeps j in the ETA queue until due, raising the prefetch bound.
+func (w *Worker) hold(j job, due time.Time) {
+	w.held.Add(1)
+	w.eta.push(j, due)
+}
+
+// release hands held jobs that came due to the pool.
+func (w *Worker) release(jobs []job, now time.Time) {
+	ready := jobs[:0]
+	for _, j := range jobs {
+		w.held.Add(-1)
+		if w.app.revoked.has(j.m.ID) {
+			w.discard(j.m, "revoked")
+			continue
+		}
+		if !j.m.Expires.IsZero() && now.After(j.m.Expires) {
+			w.discard(j.m, "expired")
+			continue
+		}
+		if j, ok := w.admit(j, now); ok {
+			ready = append(ready, j)
+		}
+	}
+	if len(ready) > 0 {
+		if err := w.exec.Submit(ready...); err != nil {
+			w.requeue(ready)
+		}
+	}
+	w.syncPrefetch()
+}
+
+// syncPrefetch keeps the consumer's bound at prefetch + held tasks.
+func (w *Worker) syncPrefetch() {
+	want := w.prefetch + int(w.held.Load())
+	if w.prefetch == 0 {
+		want = 0
+	}
+	if w.eta.setPrefetch(want) {
+		if err := w.consumer.SetPrefetch(want); err != nil {
+			w.app.warnf("worker: set prefetch", "err", err)
+		}
+	}
+}
+
+// discard acks a revoked or expired message and records it REVOKED.
+func (w *Worker) discard(m *codec.Message, reason string) {
+	w.stats.Revoked.Add(1)
+	if err := w.consumer.Ack(m); err != nil {
+		w.app.warnf("worker: ack", "err", err)
+	}
+	w.storeException(m, codec.StateRevoked, "TaskRevokedError", "celery.exceptions", reason)
+	if h := w.app.hooks.TaskRevoked; h != nil {
+		h(m.ID, reason)
+	}
+	w.app.log.Info("task discarded", "id", string(m.ID), "reason", reason)
+	codec.ReleaseMessage(m)
+}
+
+// reject answers a message the worker will not run.
+func (w *Worker) reject(m *codec.Message, requeue bool, reason error) {
+	w.stats.Rejected.Add(1)
+	w.app.errorf("worker: rejecting message", "task", string(m.Task), "id", string(m.ID), "requeue", requeue, "reason", reason)
+	if h := w.app.hooks.TaskRejected; h != nil {
+		h(m, reason)
+	}
+	if err := w.consumer.Reject(requeue, m); err != nil {
+		w.app.warnf("worker: reject", "err", err)
+	}
+	codec.ReleaseMessage(m)
+}
+
+// requeue gives jobs back to the broker (shutdown paths).
+func (w *Worker) requeue(jobs []job) {
+	for _, j := range jobs {
+		if err := w.consumer.Reject(true, j.m); err != nil {
+			w.app.warnf("worker: requeue", "id", string(j.m.ID), "err", err)
+		}
+		codec.ReleaseMessage(j.m)
+	}
+}
+
+// shutdown is the warm shutdown after the fetch loop ended.
+func (w *Worker) shutdown() {
+	stopped := make(chan []job, 1)
+	go func() { stopped <- w.exec.Stop() }()
+	var left []job
+	select {
+	case left = <-stopped:
+	case <-time.After(w.cfg.ShutdownTimeout):
+		w.app.warnf("worker: warm shutdown timed out; cancelling running tasks", "timeout", w.cfg.ShutdownTimeout)
+		w.coldCancel()
+		left = <-stopped
+	case <-w.baseCtx.Done(): // Terminate
+		left = <-stopped
+	}
+	w.requeue(left)
+	w.requeue(w.eta.drain())
+	if err := w.consumer.Close(); err != nil {
+		w.app.warnf("worker: close consumer", "err", err)
+	}
+}

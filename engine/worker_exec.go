@@ -1,0 +1,492 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/pool"
+	"github.com/celerity-go/celerity/timelimit"
+	"github.com/celerity-go/celerity/transport"
+)
+
+// slotState is one executor's private state, reused for every task it runs.
+type slotState struct {
+	task    Task
+	pending []*codec.Message // acknowledgements not sent yet
+	release []*codec.Message // messages to release after the next flush
+	since   time.Time        // when the oldest pending ack was collected
+	rec     codec.Result
+	buf     []byte
+
+	// ctx is the context handed to tasks; it is replaced only after a
+	// task cancelled it (terminate, soft time limit), so that tasks share
+	// one context without allocation.
+	mu      sync.Mutex
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	running []byte // id of the running task (a view), under mu
+
+	// Time limits of the running task (see TimeLimitExceeded).
+	w         *Worker
+	slot      *pool.Slot
+	limits    timelimit.Limits
+	lateAck   bool            // the running task is acked after it ran
+	fired     timelimit.Limit // the strongest limit reached, under mu
+	abandoned bool            // hard limit: the task was failed for it, under mu
+}
+
+// TimeLimitExceeded implements timelimit.Target for the slot's running
+// task. It runs on the tracker's goroutine while the executor is inside the
+// handler, so it touches only what mu guards and allocates its own result
+// buffer.
+func (st *slotState) TimeLimitExceeded(l timelimit.Limit) {
+	st.mu.Lock()
+	st.fired = l
+	st.cancel(l.Err())
+	m := st.task.msg
+	if l == timelimit.Hard {
+		st.abandoned = true
+	}
+	st.mu.Unlock()
+	if l != timelimit.Hard {
+		return
+	}
+	w := st.w
+	w.stats.Failed.Add(1)
+	w.app.errorf("worker: task exceeded its hard time limit; abandoning its goroutine (Go cannot kill it)",
+		"task", string(m.Task), "id", string(m.ID), "limit", st.limits.Hard)
+	w.storeException(m, codec.StateFailure, "TimeLimitExceeded", "billiard.exceptions",
+		strconv.FormatFloat(st.limits.Hard.Seconds(), 'g', -1, 64))
+	if st.lateAck {
+		if err := w.consumer.Ack(m); err != nil {
+			w.app.warnf("worker: ack", "err", err)
+		}
+	}
+	w.exec.Abandon(st.slot)
+}
+
+// ErrTerminated is the cause of a task context cancelled by revoke with
+// terminate.
+var ErrTerminated = errors.New("engine: task terminated")
+
+func (w *Worker) initSlot(s *pool.Slot) {
+	st := &slotState{w: w, slot: s}
+	st.ctx, st.cancel = context.WithCancelCause(w.baseCtx)
+	s.State = st
+	w.slots.Store(st, struct{}{})
+}
+
+// runJob runs one task on an executor.
+func (w *Worker) runJob(s *pool.Slot, j job) {
+	st := s.State.(*slotState)
+	m, def := j.m, j.def
+	acksLate := w.app.cfg.TaskAcksLate
+	if def.opts.acksLate != nil {
+		acksLate = *def.opts.acksLate
+	}
+	if !acksLate {
+		st.collect(m)
+	}
+
+	t := &st.task
+	t.reset(w, def, m)
+	if err := w.decodeArgs(t); err != nil {
+		w.stats.Failed.Add(1)
+		w.app.errorf("worker: undecodable task body", "task", t.Name, "id", t.ID, "err", err)
+		w.storeFailure(m, "DecodeError", "kombu.exceptions", err.Error())
+		w.finishJob(st, m, acksLate)
+		return
+	}
+	if w.trackStarted(def) {
+		w.storeStarted(st, m)
+	}
+	if h := w.app.hooks.TaskPrerun; h != nil {
+		h(t)
+	}
+	limits := w.timeLimits(def, m)
+	if limits != (timelimit.Limits{}) {
+		// The task may overrun and be abandoned: send what this slot owes,
+		// including this task's early ack, before it starts.
+		w.flushSlot(st)
+	}
+	st.mu.Lock()
+	ctx := st.ctx
+	st.running = m.ID
+	st.limits, st.lateAck, st.fired = limits, acksLate, 0
+	st.mu.Unlock()
+
+	h := w.deadline.Track(limits, st)
+	err := call(def.handler, ctx, t)
+	h.Done()
+
+	st.mu.Lock()
+	st.running = nil
+	fired, abandoned := st.fired, st.abandoned
+	if st.ctx.Err() != nil { // cancelled during this task: renew
+		st.ctx, st.cancel = context.WithCancelCause(w.baseCtx)
+	}
+	st.mu.Unlock()
+	if abandoned {
+		// Failed and acknowledged at the hard limit; this goroutine lost
+		// its slot and leaves. Only the message is left to release.
+		w.slots.Delete(st)
+		w.flushSlot(st)
+		codec.ReleaseMessage(m)
+		return
+	}
+	if fired == timelimit.Soft && err != nil && errors.Is(context.Cause(ctx), timelimit.ErrSoftTimeLimitExceeded) {
+		err = &TaskError{Type: "SoftTimeLimitExceeded", Module: "billiard.exceptions", Args: []any{}}
+	}
+
+	state := w.outcome(st, t, err)
+	if h := w.app.hooks.TaskPostrun; h != nil {
+		h(t, state)
+	}
+	w.finishJob(st, m, acksLate && state != codec.StateRejected)
+}
+
+// finishJob queues m's late ack (when lateAck) and its release, and sends
+// acknowledgements when due.
+func (w *Worker) finishJob(st *slotState, m *codec.Message, lateAck bool) {
+	if lateAck {
+		st.collect(m)
+	}
+	st.release = append(st.release, m)
+	w.afterTask(st)
+}
+
+// timeLimits resolves a run's limits: the message's timelimit header, then
+// the task's own, then the worker defaults (Celery's precedence).
+func (w *Worker) timeLimits(def *taskDef, m *codec.Message) timelimit.Limits {
+	var call timelimit.Limits
+	if m.TimeLimit.HasHard {
+		call.Hard = time.Duration(m.TimeLimit.Hard * float64(time.Second))
+	}
+	if m.TimeLimit.HasSoft {
+		call.Soft = time.Duration(m.TimeLimit.Soft * float64(time.Second))
+	}
+	return call.
+		Or(timelimit.Limits{Hard: def.opts.timeLimit, Soft: def.opts.softTimeLimit}).
+		Or(timelimit.Limits{Hard: w.app.cfg.TaskTimeLimit, Soft: w.app.cfg.TaskSoftTimeLimit})
+}
+
+// call runs h, turning a panic into an error.
+func call(h Handler, ctx context.Context, t *Task) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &TaskError{Type: "Exception", Module: "builtins",
+				Args: []any{fmt.Sprintf("panic: %v", p)}, Traceback: string(debug.Stack())}
+		}
+	}()
+	return h(ctx, t)
+}
+
+// decodeArgs finds the args, kwargs and embed of t's message.
+func (w *Worker) decodeArgs(t *Task) error {
+	body, err := t.msg.BodyJSON(0)
+	if err != nil {
+		return err
+	}
+	t.args, t.kwargs, t.embed, err = codec.SplitJSONBody(body)
+	return err
+}
+
+func (w *Worker) trackStarted(def *taskDef) bool {
+	if def.opts.trackStarted != nil {
+		return *def.opts.trackStarted
+	}
+	return w.app.cfg.TaskTrackStarted
+}
+
+func (w *Worker) ignoreResult(def *taskDef, m *codec.Message) bool {
+	if m.IgnoreResult {
+		return true
+	}
+	if def.opts.ignoreResult != nil {
+		return *def.opts.ignoreResult
+	}
+	return w.app.cfg.TaskIgnoreResult
+}
+
+// outcome records what the handler's return means and returns the state.
+func (w *Worker) outcome(st *slotState, t *Task, err error) codec.State {
+	m, def := t.msg, t.def
+	if err == nil {
+		w.stats.Succeeded.Add(1)
+		if !w.ignoreResult(def, m) {
+			r := &st.rec
+			*r = codec.Result{State: codec.StateSuccess, Result: t.result, TaskID: m.ID,
+				GroupID: m.Group, ParentID: m.ParentID, DateDone: time.Now()}
+			if !t.hasResult {
+				r.Result = jsonNull
+			}
+			w.storeWith(st, r)
+		}
+		if h := w.app.hooks.TaskSuccess; h != nil {
+			h(t)
+		}
+		return codec.StateSuccess
+	}
+
+	var retry *RetryError
+	var reject *RejectError
+	switch {
+	case errors.Is(err, ErrIgnore):
+		return codec.StateIgnored
+	case errors.As(err, &reject):
+		w.stats.Rejected.Add(1)
+		st.uncollect(m)
+		if e := w.consumer.Reject(reject.Requeue, m); e != nil {
+			w.app.warnf("worker: reject", "err", e)
+		}
+		if h := w.app.hooks.TaskRejected; h != nil {
+			h(m, reject)
+		}
+		return codec.StateRejected
+	case errors.As(err, &retry):
+	case def.opts.autoretry != nil && def.opts.autoretry(err):
+		retry = &RetryError{Err: err, Countdown: w.backoff(def, m.Retries)}
+	}
+	if retry != nil {
+		if state, ok := w.retry(st, t, retry); ok {
+			return state
+		}
+		// Max retries exceeded: fail with the retry's reason.
+		err = retry.Err
+		if err == nil {
+			err = &TaskError{Type: "MaxRetriesExceededError", Module: "celery.exceptions",
+				Args: []any{fmt.Sprintf("Can't retry %s[%s] args:%s kwargs:%s", t.Name, t.ID, t.args, t.kwargs)}}
+		}
+	}
+
+	w.stats.Failed.Add(1)
+	if !w.ignoreResult(def, m) {
+		w.storeError(st, m, codec.StateFailure, err)
+	}
+	w.app.log.Info("task failed", "task", t.Name, "id", t.ID, "err", err)
+	if h := w.app.hooks.TaskFailure; h != nil {
+		h(t, err)
+	}
+	return codec.StateFailure
+}
+
+// backoff is Celery's retry_backoff countdown for the given retry count.
+func (w *Worker) backoff(def *taskDef, retries int) time.Duration {
+	o := def.opts
+	if o.retryBackoff <= 0 {
+		return 0
+	}
+	ceiling := o.retryBackoffMax
+	if ceiling <= 0 {
+		ceiling = 600 * time.Second
+	}
+	d := ceiling
+	if retries < 32 {
+		d = min(ceiling, o.retryBackoff<<retries)
+	}
+	if o.retryJitter {
+		// Celery: a random integer number of seconds in [0, countdown].
+		d = time.Duration(rand.Int64N(int64(d/time.Second)+1)) * time.Second
+	}
+	return d
+}
+
+// retry re-publishes t as Celery's Task.retry does; ok is false when max
+// retries are exceeded.
+func (w *Worker) retry(st *slotState, t *Task, r *RetryError) (codec.State, bool) {
+	m, def := t.msg, t.def
+	maxRetries := w.app.cfg.TaskMaxRetries
+	if def.opts.hasMaxRetries {
+		maxRetries = def.opts.maxRetries
+	}
+	if r.HasMaxRetries {
+		maxRetries = r.MaxRetries
+	}
+	if maxRetries >= 0 && m.Retries >= maxRetries {
+		return 0, false
+	}
+	eta := r.ETA
+	if eta.IsZero() {
+		countdown := r.Countdown
+		if countdown == 0 {
+			countdown = w.app.cfg.TaskDefaultRetryDelay
+			if def.opts.retryDelay > 0 {
+				countdown = def.opts.retryDelay
+			}
+		}
+		eta = time.Now().Add(countdown)
+	}
+	next := m.Clone()
+	next.Retries = m.Retries + 1
+	next.ETA = eta
+	next.ParentID = next.ID
+	next.Origin = origin
+	next.Redelivered = false
+	next.DeliveryTag = nil
+	next.Tag = 0
+	if err := w.app.publish(contextBackground, next); err != nil {
+		w.app.errorf("worker: retry publish failed", "task", t.Name, "id", t.ID, "err", err)
+		return 0, false
+	}
+	w.stats.Retried.Add(1)
+	if !w.ignoreResult(def, m) {
+		w.storeError(st, m, codec.StateRetry, r.Err)
+	}
+	if h := w.app.hooks.TaskRetry; h != nil {
+		h(t, r.Err)
+	}
+	return codec.StateRetry, true
+}
+
+var jsonNull = []byte("null")
+
+// storeStarted records STARTED {"pid", "hostname"}.
+func (w *Worker) storeStarted(st *slotState, m *codec.Message) {
+	st.buf = fmt.Appendf(st.buf[:0], `{"pid": %d, "hostname": %q}`, pid, w.app.cfg.Hostname)
+	r := &st.rec
+	*r = codec.Result{State: codec.StateStarted, Result: st.buf, TaskID: m.ID, GroupID: m.Group, ParentID: m.ParentID}
+	w.storeWith(st, r)
+}
+
+// storeError records a FAILURE, RETRY or REVOKED with err as exception.
+func (w *Worker) storeError(st *slotState, m *codec.Message, state codec.State, err error) {
+	var exc []byte
+	var tb []byte
+	if err != nil {
+		typ, mod, args, trace := exceptionOf(err)
+		exc = codec.AppendExceptionJSON(nil, typ, mod, args...)
+		if trace != "" {
+			tb = []byte(trace)
+		}
+	} else {
+		exc = jsonNull
+	}
+	r := &st.rec
+	*r = codec.Result{State: state, Result: exc, Traceback: tb, TaskID: m.ID, GroupID: m.Group, ParentID: m.ParentID}
+	if state.Ready() {
+		r.DateDone = time.Now()
+	}
+	w.storeWith(st, r)
+}
+
+// exceptionOf maps an error to Celery's exception fields.
+func exceptionOf(err error) (typ, module string, args []string, traceback string) {
+	var te *TaskError
+	if errors.As(err, &te) {
+		args = make([]string, len(te.Args))
+		for i, a := range te.Args {
+			args[i] = fmt.Sprint(a)
+		}
+		return te.Type, te.Module, args, te.Traceback
+	}
+	return "Exception", "builtins", []string{err.Error()}, ""
+}
+
+// storeFailure records a FAILURE for a message that did not run (no
+// executor state at hand).
+func (w *Worker) storeFailure(m *codec.Message, typ, module, msg string) {
+	w.storeException(m, codec.StateFailure, typ, module, msg)
+}
+
+func (w *Worker) storeException(m *codec.Message, state codec.State, typ, module, msg string) {
+	if w.app.backend == nil || m.IgnoreResult {
+		return
+	}
+	r := codec.Result{State: state, Result: codec.AppendExceptionJSON(nil, typ, module, msg),
+		TaskID: m.ID, GroupID: m.Group, ParentID: m.ParentID, DateDone: time.Now()}
+	if err := w.storeResult(contextBackground, &r, nil); err != nil {
+		w.app.errorf("worker: store result", "id", string(m.ID), "err", err)
+	}
+}
+
+// storeWith stores r using the slot's buffer.
+func (w *Worker) storeWith(st *slotState, r *codec.Result) {
+	if err := w.storeResult(contextBackground, r, st); err != nil {
+		w.app.errorf("worker: store result", "id", string(r.TaskID), "err", err)
+	}
+}
+
+// storeResult encodes and stores r.
+func (w *Worker) storeResult(ctx context.Context, r *codec.Result, st *slotState) error {
+	b := w.app.backend
+	if b == nil {
+		return nil
+	}
+	var buf []byte
+	if st != nil {
+		buf = st.buf[len(st.buf):] // after anything r aliases in st.buf
+	}
+	if w.app.cfg.ResultExtended && st != nil && st.task.msg != nil {
+		t := &st.task
+		r.Extended = true
+		r.Name, r.Args, r.Kwargs = t.msg.Task, t.args, t.kwargs
+		r.Worker = []byte(w.app.cfg.Hostname)
+		r.Retries, r.Queue = t.Retries, t.msg.RoutingKey
+	}
+	buf = codec.AppendResultJSON(buf, r)
+	err := b.StoreResults(ctx, transport.ResultRecord{TaskID: r.TaskID, Data: buf})
+	if st != nil && cap(buf) > cap(st.buf) {
+		st.buf = buf[:0]
+	}
+	return err
+}
+
+// collect queues m's acknowledgement.
+func (st *slotState) collect(m *codec.Message) {
+	if len(st.pending) == 0 {
+		st.since = time.Now()
+	}
+	st.pending = append(st.pending, m)
+}
+
+// uncollect removes m from the pending acknowledgements.
+func (st *slotState) uncollect(m *codec.Message) {
+	for i, p := range st.pending {
+		if p == m {
+			st.pending = append(st.pending[:i], st.pending[i+1:]...)
+			return
+		}
+	}
+}
+
+// afterTask sends acknowledgements when enough are pending or they wait
+// too long.
+func (w *Worker) afterTask(st *slotState) {
+	if len(st.release) >= ackBatch || (len(st.pending) > 0 && time.Since(st.since) >= ackDelay) {
+		w.flushSlot(st)
+	}
+}
+
+// flush is the pool's idle hook: send what is pending.
+func (w *Worker) flush(s *pool.Slot) { w.flushSlot(s.State.(*slotState)) }
+
+func (w *Worker) flushSlot(st *slotState) {
+	if len(st.pending) > 0 {
+		if err := w.consumer.Ack(st.pending...); err != nil {
+			w.app.warnf("worker: ack", "n", len(st.pending), "err", err)
+		}
+		clear(st.pending)
+		st.pending = st.pending[:0]
+	}
+	for _, m := range st.release {
+		codec.ReleaseMessage(m)
+	}
+	clear(st.release)
+	st.release = st.release[:0]
+}
+
+// soloExecutor adapts pool.Solo to executor.
+type soloExecutor struct{ *pool.Solo[job] }
+
+func (soloExecutor) Stop() []job { return nil }
+
+// Abandon does nothing: the solo pool runs tasks on the consumer goroutine,
+// which cannot be replaced (Celery's solo pool enforces no time limits).
+func (soloExecutor) Abandon(*pool.Slot) {}
