@@ -17,8 +17,6 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/celerity-go/celerity/engine"
-	"github.com/celerity-go/celerity/transport"
-	"github.com/celerity-go/celerity/transport/memory"
 )
 
 // Options configures Main.
@@ -47,8 +45,16 @@ func commands() []command {
 var errUsage = errors.New("usage")
 
 // Main runs the CLI with args (without the program name) and returns the
-// process exit code.
+// process exit code. SIGINT and SIGTERM start a warm shutdown.
 func Main(args []string, o Options) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Run(ctx, args, o)
+}
+
+// Run is Main with the caller's context: cancelling it is what a signal
+// does to Main.
+func Run(ctx context.Context, args []string, o Options) int {
 	if o.Stdout == nil {
 		o.Stdout = os.Stdout
 	}
@@ -66,8 +72,6 @@ func Main(args []string, o Options) int {
 		if c.name != args[0] {
 			continue
 		}
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
 		err := c.run(ctx, args[1:], o)
 		switch {
 		case err == nil || errors.Is(err, flag.ErrHelp):
@@ -150,10 +154,13 @@ func (f *appFlags) newApp(o Options, tweak func(*engine.Config)) (*engine.App, e
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(o.Stderr, &slog.HandlerOptions{Level: level}))
 	var err error
-	if cfg.Broker, err = openBroker(cfg.BrokerURL); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if cfg.Broker, err = openBroker(ctx, cfg.BrokerURL, cfg.Logger); err != nil {
 		return nil, err
 	}
-	if cfg.Backend, err = openBackend(cfg.ResultBackend, cfg.Broker); err != nil {
+	if cfg.Backend, err = openBackend(ctx, cfg.ResultBackend, cfg.BrokerURL, cfg.Logger); err != nil {
+		cfg.Broker.Close()
 		return nil, err
 	}
 	if tweak != nil {
@@ -170,39 +177,6 @@ func (f *appFlags) newApp(o Options, tweak func(*engine.Config)) (*engine.App, e
 		}
 	}
 	return app, nil
-}
-
-// openBroker resolves a broker URL to a transport.
-func openBroker(url string) (transport.Broker, error) {
-	switch scheme(url) {
-	case "", "memory":
-		return memory.NewBroker(), nil
-	default:
-		return nil, fmt.Errorf("broker %q: unsupported scheme (this build knows memory://)", url)
-	}
-}
-
-// openBackend resolves a result backend URL; "" means the broker's own
-// kind where that has a backend.
-func openBackend(url string, broker transport.Broker) (transport.Backend, error) {
-	switch scheme(url) {
-	case "":
-		if _, ok := broker.(*memory.Broker); ok {
-			return memory.NewBackend(), nil
-		}
-		return nil, nil
-	case "memory":
-		return memory.NewBackend(), nil
-	default:
-		return nil, fmt.Errorf("result backend %q: unsupported scheme (this build knows memory://)", url)
-	}
-}
-
-func scheme(url string) string {
-	if i := strings.Index(url, "://"); i >= 0 {
-		return url[:i]
-	}
-	return url
 }
 
 // registerBuiltins adds the tasks every celerity binary knows.

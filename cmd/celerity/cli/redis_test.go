@@ -1,0 +1,78 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/celerity-go/celerity/internal/brokertest"
+)
+
+// syncBuffer is a bytes.Buffer safe for the worker's concurrent log writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestWorkerAndCallOverRedis runs `celerity worker` and `celerity call
+// --wait` against the real Redis, isolated by a key prefix.
+func TestWorkerAndCallOverRedis(t *testing.T) {
+	t.Parallel()
+	url := brokertest.RedisURL(t)
+	prefix := brokertest.Prefix(t)
+	brokertest.CleanupRedisPrefix(t, url, prefix)
+	url += "?global_keyprefix=" + prefix
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wout, werr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, []string{"worker", "--broker", url, "--backend", url, "-c", "2", "-Q", "clitest"},
+			Options{Stdout: &wout, Stderr: &werr})
+	}()
+	var out, errb bytes.Buffer
+	callCtx, callCancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer callCancel()
+	code := Run(callCtx, []string{"call", "--broker", url, "--backend", url, "--queue", "clitest",
+		"--args", `[1, "two", {"three": 3}]`, "--wait", "15s", "celerity.echo"}, Options{Stdout: &out, Stderr: &errb})
+	if code != 0 {
+		t.Fatalf("call exit %d: %s\nworker: %s", code, errb.String(), werr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[1], `"state":"SUCCESS"`) ||
+		!strings.Contains(lines[1], `"result":[1,"two",{"three":3}]`) {
+		t.Fatalf("call output %q", out.String())
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("worker exit %d: %s", code, werr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("worker did not stop on cancel")
+	}
+	if !strings.Contains(werr.String(), "ready; tasks: celerity.echo") {
+		t.Fatalf("worker banner missing: %s", werr.String())
+	}
+	out.Reset()
+	code = Run(context.Background(), []string{"purge", "--broker", url, "-Q", "clitest"}, Options{Stdout: &out, Stderr: &errb})
+	if code != 0 || !strings.Contains(out.String(), "purged 0 message(s)") {
+		t.Fatalf("purge exit %d: %q %s", code, out.String(), errb.String())
+	}
+}

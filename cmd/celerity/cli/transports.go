@@ -1,0 +1,58 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/celerity-go/celerity/transport"
+	"github.com/celerity-go/celerity/transport/memory"
+	"github.com/celerity-go/celerity/transport/redis"
+)
+
+// openBroker resolves a broker URL (Celery's broker_url) to a transport.
+func openBroker(ctx context.Context, url string, log *slog.Logger) (transport.Broker, error) {
+	switch scheme(url) {
+	case "", "memory":
+		return memory.NewBroker(), nil
+	case "redis", "rediss", "redis+socket", "socket", "unix":
+		b, err := redis.NewBroker(ctx, url, redis.WithLogger(log))
+		if err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+		return b, nil
+	default:
+		return nil, fmt.Errorf("broker %q: unsupported scheme (known: memory, redis, rediss, redis+socket)", url)
+	}
+}
+
+// openBackend resolves a result backend URL (Celery's result_backend).
+// With none given, a memory broker gets a memory backend and any other
+// broker none: results are then not stored, as in Celery.
+func openBackend(ctx context.Context, url, brokerURL string, log *slog.Logger) (transport.Backend, error) {
+	switch scheme(url) {
+	case "":
+		if s := scheme(brokerURL); s == "" || s == "memory" {
+			return memory.NewBackend(), nil
+		}
+		return nil, nil
+	case "memory":
+		return memory.NewBackend(), nil
+	case "redis", "rediss", "redis+socket", "socket", "unix":
+		b, err := redis.NewBackend(ctx, url, redis.WithLogger(log))
+		if err != nil {
+			return nil, fmt.Errorf("result backend: %w", err)
+		}
+		return b, nil
+	default:
+		return nil, fmt.Errorf("result backend %q: unsupported scheme (known: memory, redis, rediss, redis+socket)", url)
+	}
+}
+
+func scheme(url string) string {
+	if i := strings.Index(url, "://"); i >= 0 {
+		return url[:i]
+	}
+	return url
+}

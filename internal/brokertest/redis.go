@@ -1,0 +1,59 @@
+package brokertest
+
+import (
+	"context"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// CleanupRedisPrefix deletes, when the test ends, every key of the Redis at
+// rawURL (host, password and DB taken from it) that starts with prefix.
+func CleanupRedisPrefix(t testing.TB, rawURL, prefix string) {
+	t.Helper()
+	if prefix == "" {
+		t.Fatal("brokertest: refusing to clean up an empty prefix")
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatalf("brokertest: %v", err)
+	}
+	opt := rueidis.ClientOption{InitAddress: []string{u.Host}, DisableCache: true}
+	if u.User != nil {
+		opt.Password, _ = u.User.Password()
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" {
+		if opt.SelectDB, err = strconv.Atoi(db); err != nil {
+			t.Fatalf("brokertest: db %q: %v", db, err)
+		}
+	}
+	t.Cleanup(func() {
+		c, err := rueidis.NewClient(opt)
+		if err != nil {
+			t.Logf("brokertest: cleanup of %s*: %v", prefix, err)
+			return
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var cursor uint64
+		for {
+			e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				t.Logf("brokertest: cleanup of %s*: %v", prefix, err)
+				return
+			}
+			if len(e.Elements) > 0 {
+				c.Do(ctx, c.B().Del().Key(e.Elements...).Build())
+			}
+			if e.Cursor == 0 {
+				return
+			}
+			cursor = e.Cursor
+		}
+	})
+}
