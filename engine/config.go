@@ -229,9 +229,8 @@ func (h quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
 // CELERITY_TASK_TIME_LIMIT=30 or 30s). Unknown CELERITY_ variables are
 // ignored; a malformed value is an error naming the variable.
 func (c *Config) LoadEnv() error {
-	return c.set(func(setting string) (string, bool) {
-		return os.LookupEnv("CELERITY_" + strings.ToUpper(setting))
-	}, "CELERITY_")
+	env := func(setting string) string { return "CELERITY_" + strings.ToUpper(setting) }
+	return c.set(func(setting string) (string, bool) { return os.LookupEnv(env(setting)) }, env)
 }
 
 // LoadFile reads settings from a JSON or YAML file (chosen by extension:
@@ -290,11 +289,12 @@ func (c *Config) LoadFile(path string) error {
 		default:
 			return fmt.Sprint(v), true
 		}
-	}, path+": ")
+	}, func(setting string) string { return path + ": " + setting })
 }
 
-// set assigns every tagged field for which lookup returns a value.
-func (c *Config) set(lookup func(setting string) (string, bool), where string) error {
+// set assigns every tagged field for which lookup returns a value; errors
+// name the setting as where spells it.
+func (c *Config) set(lookup func(setting string) (string, bool), where func(setting string) string) error {
 	v := reflect.ValueOf(c).Elem()
 	var errs []error
 	for _, f := range reflect.VisibleFields(v.Type()) {
@@ -307,7 +307,7 @@ func (c *Config) set(lookup func(setting string) (string, bool), where string) e
 			continue
 		}
 		if err := setField(v.FieldByIndex(f.Index), strings.TrimSpace(s)); err != nil {
-			errs = append(errs, fmt.Errorf("config %s%s: %w", where, name, err))
+			errs = append(errs, fmt.Errorf("config %s: %w", where(name), err))
 		}
 	}
 	return errors.Join(errs...)
