@@ -1,0 +1,163 @@
+package memory
+
+import (
+	"context"
+	"sync"
+
+	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/transport"
+)
+
+// Backend is an in-process result backend holding encoded result records.
+// The zero value is not usable; call NewBackend.
+type Backend struct {
+	mu      sync.Mutex
+	records map[string][]byte
+	subs    map[string][]*subscription
+	closed  bool
+}
+
+// NewBackend returns an empty backend.
+func NewBackend() *Backend {
+	return &Backend{records: make(map[string][]byte), subs: make(map[string][]*subscription)}
+}
+
+var _ transport.Backend = (*Backend)(nil)
+
+// StoreResults implements transport.Backend. It copies each record once
+// (records are immutable after that, so readers may keep views).
+func (b *Backend) StoreResults(_ context.Context, recs ...transport.ResultRecord) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	for _, r := range recs {
+		id := string(r.TaskID)
+		if old, ok := b.records[id]; ok && isSuccess(old) {
+			continue // Celery never replaces a SUCCESS record
+		}
+		data := append([]byte(nil), r.Data...)
+		b.records[id] = data
+		for _, s := range b.subs[id] {
+			s.deliver(data)
+		}
+	}
+	return nil
+}
+
+func isSuccess(rec []byte) bool {
+	var r codec.Result
+	return codec.DecodeResultJSON(rec, &r) == nil && r.State == codec.StateSuccess
+}
+
+// GetResult implements transport.Backend.
+func (b *Backend) GetResult(_ context.Context, taskID string, dst []byte) ([]byte, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return dst, false, ErrClosed
+	}
+	rec, ok := b.records[taskID]
+	return append(dst, rec...), ok, nil
+}
+
+// ForgetResult implements transport.Backend.
+func (b *Backend) ForgetResult(_ context.Context, taskID string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.records, taskID)
+	return nil
+}
+
+// Len returns the number of stored records.
+func (b *Backend) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.records)
+}
+
+// Subscribe implements transport.Backend.
+func (b *Backend) Subscribe(_ context.Context, taskID string) (transport.Subscription, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, ErrClosed
+	}
+	s := &subscription{b: b, id: taskID, ch: make(chan []byte, 8)}
+	b.subs[taskID] = append(b.subs[taskID], s)
+	return s, nil
+}
+
+// Close ends every subscription.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.closed {
+		b.closed = true
+		for _, list := range b.subs {
+			for _, s := range list {
+				close(s.ch)
+			}
+		}
+		b.subs = nil
+	}
+	return nil
+}
+
+type subscription struct {
+	b  *Backend
+	id string
+	ch chan []byte
+}
+
+// deliver queues rec for the subscriber, dropping the oldest queued record
+// when the subscriber is far behind (a later state supersedes an earlier
+// one). b.mu is held.
+func (s *subscription) deliver(rec []byte) {
+	for {
+		select {
+		case s.ch <- rec:
+			return
+		default:
+			select {
+			case <-s.ch:
+			default:
+			}
+		}
+	}
+}
+
+func (s *subscription) Next(ctx context.Context, dst []byte) ([]byte, error) {
+	select {
+	case rec, ok := <-s.ch:
+		if !ok {
+			return dst, ErrClosed
+		}
+		return append(dst, rec...), nil
+	case <-ctx.Done():
+		return dst, ctx.Err()
+	}
+}
+
+func (s *subscription) Close() error {
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	list := b.subs[s.id]
+	for i, x := range list {
+		if x == s {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(b.subs, s.id)
+	} else {
+		b.subs[s.id] = list
+	}
+	return nil
+}

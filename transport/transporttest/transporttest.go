@@ -1,0 +1,451 @@
+// Package transporttest is the conformance suite every celerity transport
+// passes: memory, Redis and AMQP run the same tests, so the engine can
+// count on the same behaviour from each.
+//
+// A transport's test calls RunBroker and RunBackend with a Harness that
+// makes fresh, isolated brokers and backends (own key prefix, DB or vhost).
+package transporttest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/transport"
+)
+
+// Harness describes the transport under test.
+type Harness struct {
+	// NewBroker returns a new broker whose queues no other test sees. It
+	// registers its own cleanup with t.Cleanup.
+	NewBroker func(t *testing.T) transport.Broker
+	// NewBackend returns a new, isolated result backend (nil: skip the
+	// backend tests).
+	NewBackend func(t *testing.T) transport.Backend
+	// HighPriorityFirst is true when priority 9 is served before 0
+	// (RabbitMQ, memory) and false when 0 comes first (Redis).
+	HighPriorityFirst bool
+	// Queue returns the queue name to use for name (default: name). A
+	// transport whose brokers share a namespace adds its own prefix here.
+	Queue func(t *testing.T, name string) string
+	// RedeliveryWait bounds how long a requeued message may take to come
+	// back (default 5s).
+	RedeliveryWait time.Duration
+}
+
+func (h Harness) queue(t *testing.T, name string) string {
+	if h.Queue != nil {
+		return h.Queue(t, name)
+	}
+	return name
+}
+
+func (h Harness) wait() time.Duration {
+	if h.RedeliveryWait > 0 {
+		return h.RedeliveryWait
+	}
+	return 5 * time.Second
+}
+
+// NewMessage returns a complete protocol v2 task message for queue with
+// the given id and priority, as the engine would publish it.
+func NewMessage(queue, id string, priority uint8) *codec.Message {
+	m := codec.AcquireMessage()
+	m.Protocol = 2
+	m.Lang = []byte("go")
+	m.Task = []byte("transporttest.noop")
+	m.ID = m.OwnString(id)
+	m.RootID = m.ID
+	m.CorrelationID = m.ID
+	m.ArgsRepr = []byte("()")
+	m.KwargsRepr = []byte("{}")
+	m.Origin = []byte("gen0@transporttest")
+	m.ContentType = []byte("application/json")
+	m.ContentEncoding = []byte("utf-8")
+	m.DeliveryMode = 2
+	m.Priority = priority
+	m.RoutingKey = m.OwnString(queue)
+	m.Body = m.Own(codec.AppendJSONBody(nil, []byte(`["`+id+`"]`), nil, nil))
+	m.NewDeliveryTag()
+	return m
+}
+
+// fetchN fetches until n messages arrived or the deadline passes.
+func fetchN(t *testing.T, c transport.Consumer, n int, within time.Duration) []*codec.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	var got []*codec.Message
+	buf := make([]*codec.Message, n)
+	for len(got) < n {
+		k, err := c.Fetch(ctx, buf[:n-len(got)])
+		if err != nil {
+			t.Fatalf("fetch: got %d of %d messages: %v", len(got), n, err)
+		}
+		got = append(got, buf[:k]...)
+	}
+	return got
+}
+
+// fetchNone checks that nothing arrives within d.
+func fetchNone(t *testing.T, c transport.Consumer, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	buf := make([]*codec.Message, 1)
+	if n, err := c.Fetch(ctx, buf); err == nil && n > 0 {
+		t.Fatalf("expected no message, got %s", buf[0].ID)
+	}
+}
+
+func ids(ms []*codec.Message) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = string(m.ID)
+	}
+	return out
+}
+
+func release(ms []*codec.Message) {
+	for _, m := range ms {
+		codec.ReleaseMessage(m)
+	}
+}
+
+func publish(t *testing.T, b transport.Broker, msgs ...*codec.Message) {
+	t.Helper()
+	if err := b.Publish(context.Background(), msgs...); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+}
+
+func consume(t *testing.T, b transport.Broker, prefetch int, queues ...string) transport.Consumer {
+	t.Helper()
+	c, err := b.Consume(context.Background(), queues, prefetch)
+	if err != nil {
+		t.Fatalf("consume %v: %v", queues, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// RunBroker runs the broker conformance tests.
+func RunBroker(t *testing.T, h Harness) {
+	t.Run("FIFOPerQueue", func(t *testing.T) { testFIFO(t, h) })
+	t.Run("MessageRoundTrip", func(t *testing.T) { testRoundTrip(t, h) })
+	t.Run("Priorities", func(t *testing.T) { testPriorities(t, h) })
+	t.Run("PrefetchBound", func(t *testing.T) { testPrefetch(t, h) })
+	t.Run("AckedIsGone", func(t *testing.T) { testAcked(t, h) })
+	t.Run("RejectRequeue", func(t *testing.T) { testRejectRequeue(t, h) })
+	t.Run("RejectDrop", func(t *testing.T) { testRejectDrop(t, h) })
+	t.Run("RedeliveryAfterConsumerCloses", func(t *testing.T) { testRedelivery(t, h) })
+	t.Run("SeveralQueuesAreAllServed", func(t *testing.T) { testFairness(t, h) })
+	t.Run("FetchHonoursContext", func(t *testing.T) { testFetchContext(t, h) })
+	t.Run("ConcurrentConsumersGetEachMessageOnce", func(t *testing.T) { testConcurrent(t, h) })
+}
+
+func testFIFO(t *testing.T, h Harness) {
+	b := h.NewBroker(t)
+	q := h.queue(t, "fifo")
+	var want []string
+	for i := range 20 {
+		id := "fifo-" + strconv.Itoa(i)
+		want = append(want, id)
+		publish(t, b, NewMessage(q, id, 0))
+	}
+	c := consume(t, b, 0, q)
+	got := fetchN(t, c, 20, h.wait())
+	if !slices.Equal(ids(got), want) {
+		t.Fatalf("order %v, want %v", ids(got), want)
+	}
+	if err := c.Ack(got...); err != nil {
+		t.Fatal(err)
+	}
+	release(got)
+}
+
+func testRoundTrip(t *testing.T, h Harness) {
+	b := h.NewBroker(t)
+	q := h.queue(t, "roundtrip")
+	m := NewMessage(q, "rt-1", 0)
+	m.ETA = time.Date(2030, 1, 2, 3, 4, 5, 678901000, time.UTC)
+	m.Expires = time.Date(2030, 1, 2, 4, 4, 5, 0, time.UTC)
+	m.Retries = 2
+	m.TimeLimit = codec.TimeLimit{Hard: 60, Soft: 50, HasHard: true, HasSoft: true}
+	m.Group = []byte("group-1")
+	m.GroupIndex, m.HasGroupIndex = 3, true
+	m.ParentID = []byte("parent-1")
+	m.ReplyTo = []byte("reply-1")
+	m.ExtraHeaders = []byte(`{"custom":"x"}`)
+	publish(t, b, m)
+	c := consume(t, b, 0, q)
+	got := fetchN(t, c, 1, h.wait())[0]
+	defer codec.ReleaseMessage(got)
+	for _, f := range []struct {
+		name      string
+		got, want string
+	}{
+		{"task", string(got.Task), "transporttest.noop"},
+		{"id", string(got.ID), "rt-1"},
+		{"root_id", string(got.RootID), "rt-1"},
+		{"parent_id", string(got.ParentID), "parent-1"},
+		{"group", string(got.Group), "group-1"},
+		{"reply_to", string(got.ReplyTo), "reply-1"},
+		{"correlation_id", string(got.CorrelationID), "rt-1"},
+		{"content_type", string(got.ContentType), "application/json"},
+		{"routing_key", string(got.RoutingKey), q},
+		{"body", string(got.Body), `[["rt-1"], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]`},
+		{"eta", got.ETA.UTC().Format(time.RFC3339Nano), "2030-01-02T03:04:05.678901Z"},
+		{"expires", got.Expires.UTC().Format(time.RFC3339Nano), "2030-01-02T04:04:05Z"},
+		{"retries", strconv.Itoa(got.Retries), "2"},
+		{"group_index", fmt.Sprint(got.GroupIndex, got.HasGroupIndex), "3 true"},
+		{"timelimit", fmt.Sprint(got.TimeLimit), fmt.Sprint(codec.TimeLimit{Hard: 60, Soft: 50, HasHard: true, HasSoft: true})},
+	} {
+		if f.got != f.want {
+			t.Errorf("%s = %q, want %q", f.name, f.got, f.want)
+		}
+	}
+	if err := c.Ack(got); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testPriorities(t *testing.T, h Harness) {
+	b := h.NewBroker(t)
+	q := h.queue(t, "prio")
+	publish(t, b, NewMessage(q, "p0", 0), NewMessage(q, "p9", 9), NewMessage(q, "p5", 5), NewMessage(q, "p0b", 0))
+	c := consume(t, b, 0, q)
+	got := ids(fetchN(t, c, 4, h.wait()))
+	want := []string{"p9", "p5", "p0", "p0b"}
+	if !h.HighPriorityFirst {
+		want = []string{"p0", "p0b", "p5", "p9"}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("priority order %v, want %v", got, want)
+	}
+}
+
+func testPrefetch(t *testing.T, h Harness) {
+	b := h.NewBroker(t)
+	q := h.queue(t, "prefetch")
+	for i := range 10 {
+		publish(t, b, NewMessage(q, "pf-"+strconv.Itoa(i), 0))
+	}
+	c := consume(t, b, 3, q)
+	got := fetchN(t, c, 3, h.wait())
+	fetchNone(t, c, 200*time.Millisecond) // window full
+	if err := c.Ack(got[0]); err != nil {
+		t.Fatal(err)
+	}
+	more := fetchN(t, c, 1, h.wait()) // one slot freed
+	fetchNone(t, c, 200*time.Millisecond)
+	if err := c.SetPrefetch(5); err != nil {
+		t.Fatal(err)
+	}
+	wider := fetchN(t, c, 2, h.wait()) // bound raised by 2
+	all := append(append(got, more...), wider...)
+	if err := c.Ack(all[1:]...); err != nil {
+		t.Fatal(err)
+	}
+	release(all)
+}
+
+func testAcked(t *testing.T, h Harness) {
+	b := h.NewBroker(t)
+	q := h.queue(t, "acked")
+	publish(t, b, NewMessage(q, "a-1", 0))
+	c := consume(t, b, 0, q)
+	got := fetchN(t, c, 1, h.wait())
+	if err := c.Ack(got...); err != nil {
+		t.Fatal(err)
+	}
+	release(got)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := consume(t, b, 0, q)
+	fetchNone(t, c2, 300*time.Millisecond)
+}
+
+func testRejectRequeue(t *testing.T, h Harness) {
+	b := h.NewBroker(t)
+	q := h.queue(t, "requeue")
+	publish(t, b, NewMessage(q, "rq-1", 0))
+	c := consume(t, b, 0, q)
+	got := fetchN(t, c, 1, h.wait())
+	if got[0].Redelivered {
+		t.Fatal("first delivery flagged redelivered")
+	}
+	if err := c.Reject(true, got...); err != nil {
+		t.Fatal(err)
+	}
+	release(got) // the caller still owns rejected messages
+	again := fetchN(t, c, 1, h.wait())
+	if string(again[0].ID) != "rq-1" || !again[0].Redelivered {
+		t.Fatalf("requeued message came back as %s redelivered=%v", again[0].ID, again[0].Redelivered)
+	}
+	if err := c.Ack(again...); err != nil {
+		t.Fatal(err)
+	}
+	release(again)
+}
+
+func testRejectDrop(t *testing.T, h Harness) {
+	b := h.NewBroker(t)
+	q := h.queue(t, "drop")
+	publish(t, b, NewMessage(q, "d-1", 0))
+	c := consume(t, b, 0, q)
+	got := fetchN(t, c, 1, h.wait())
+	if err := c.Reject(false, got...); err != nil {
+		t.Fatal(err)
+	}
+	release(got)
+	fetchNone(t, c, 300*time.Millisecond)
+}
+
+func testRedelivery(t *testing.T, h Harness) {
+	b := h.NewBroker(t)
+	q := h.queue(t, "redeliver")
+	publish(t, b, NewMessage(q, "r-1", 0), NewMessage(q, "r-2", 0), NewMessage(q, "r-3", 0))
+	c, err := b.Consume(context.Background(), []string{q}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fetchN(t, c, 3, h.wait())
+	if err := c.Ack(got[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil { // "dies" holding r-1 and r-3
+		t.Fatal(err)
+	}
+	release(got)
+	c2 := consume(t, b, 0, q)
+	back := fetchN(t, c2, 2, h.wait())
+	gotIDs := ids(back)
+	slices.Sort(gotIDs)
+	if !slices.Equal(gotIDs, []string{"r-1", "r-3"}) {
+		t.Fatalf("redelivered %v, want [r-1 r-3]", gotIDs)
+	}
+	for _, m := range back {
+		if !m.Redelivered {
+			t.Errorf("%s not flagged redelivered", m.ID)
+		}
+	}
+	if err := c2.Ack(back...); err != nil {
+		t.Fatal(err)
+	}
+	release(back)
+	fetchNone(t, c2, 200*time.Millisecond)
+}
+
+func testFairness(t *testing.T, h Harness) {
+	b := h.NewBroker(t)
+	qa, qb := h.queue(t, "fair-a"), h.queue(t, "fair-b")
+	for i := range 50 {
+		publish(t, b, NewMessage(qa, "a-"+strconv.Itoa(i), 0))
+	}
+	publish(t, b, NewMessage(qb, "b-0", 0))
+	c := consume(t, b, 0, qa, qb)
+	// b-0 must not wait behind all 50 messages of a.
+	got := fetchN(t, c, 26, h.wait())
+	if !slices.Contains(ids(got), "b-0") {
+		t.Fatalf("queue b starved: first 26 deliveries %v", ids(got))
+	}
+	if err := c.Ack(got...); err != nil {
+		t.Fatal(err)
+	}
+	release(got)
+}
+
+func testFetchContext(t *testing.T, h Harness) {
+	b := h.NewBroker(t)
+	c := consume(t, b, 0, h.queue(t, "empty"))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Fetch(ctx, make([]*codec.Message, 1))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Fetch on an empty queue returned without error")
+		}
+	case <-time.After(h.wait() + 2*time.Second):
+		t.Fatal("Fetch ignored its context")
+	}
+}
+
+func testConcurrent(t *testing.T, h Harness) {
+	b := h.NewBroker(t)
+	q := h.queue(t, "concurrent")
+	const n = 400
+	var wg sync.WaitGroup
+	for p := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n / 4 {
+				if err := b.Publish(context.Background(), NewMessage(q, fmt.Sprintf("c-%d-%d", p, i), 0)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var cw sync.WaitGroup
+	for range 3 {
+		c := consume(t, b, 16, q)
+		cw.Add(1)
+		go func() {
+			defer cw.Done()
+			buf := make([]*codec.Message, 8)
+			for {
+				mu.Lock()
+				total := len(seen)
+				mu.Unlock()
+				if total >= n {
+					return
+				}
+				fctx, fcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+				k, err := c.Fetch(fctx, buf)
+				fcancel()
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					continue
+				}
+				mu.Lock()
+				for _, m := range buf[:k] {
+					seen[string(m.ID)]++
+				}
+				mu.Unlock()
+				if err := c.Ack(buf[:k]...); err != nil {
+					t.Error(err)
+				}
+				release(buf[:k])
+			}
+		}()
+	}
+	wg.Wait()
+	cw.Wait()
+	if len(seen) != n {
+		t.Fatalf("consumers saw %d distinct messages, want %d", len(seen), n)
+	}
+	for id, k := range seen {
+		if k != 1 {
+			t.Fatalf("%s delivered %d times", id, k)
+		}
+	}
+}
