@@ -58,7 +58,7 @@ func interopValue(s Serializer) map[string]any {
 		"yaml11":  []any{"yes", "no", "on", "off", "null", "~", "1e3", ".inf", "=", "<<", "1:20", "0x1F", "0o17", "2024-01-02", "- x", "a: b", "#c", " lead", "trail "},
 		"nested":  map[string]any{"list": []any{[]any{}, map[string]any{}, []any{nil, true, false}}, "k": "v"},
 		"when":    time.Date(2024, 1, 2, 3, 4, 5, 123456000, time.UTC),
-		"offset":  time.Date(2024, 1, 2, 3, 4, 5, 0, time.FixedZone("", -(5*3600 + 30*60))),
+		"offset":  time.Date(2024, 1, 2, 3, 4, 5, 0, time.FixedZone("", -(5*3600+30*60))),
 		"nothing": nil,
 	}
 	if s != JSON {
