@@ -1,0 +1,162 @@
+package amqp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/celerity-go/celerity/internal/brokertest"
+)
+
+// The tests run in a vhost of their own, created with rabbitmqctl when it
+// is available (and CELERITY_TEST_AMQP_URL is not set), deleted at the
+// end; otherwise in the URL's vhost with queue names unique to each test.
+var (
+	vhostOnce sync.Once
+	vhostURL  string // the URL tests use
+	vhostName string // the vhost created, or ""
+	vhostErr  error
+
+	adminOnce sync.Once
+	admin     *Broker // for cleanups
+	adminErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if admin != nil {
+		admin.Close()
+	}
+	if vhostName != "" {
+		exec.Command("rabbitmqctl", "delete_vhost", vhostName).Run()
+	}
+	os.Exit(code)
+}
+
+// rabbitmqctl reports whether the local server can be administered.
+func rabbitmqctl() bool {
+	_, err := exec.LookPath("rabbitmqctl")
+	return err == nil
+}
+
+// testURL returns the AMQP URL of the tests' vhost (skipping or failing
+// as brokertest does when RabbitMQ is absent).
+func testURL(t testing.TB) string {
+	t.Helper()
+	base := brokertest.AMQPURL(t)
+	vhostOnce.Do(func() {
+		vhostURL = base
+		if os.Getenv("CELERITY_TEST_AMQP_URL") != "" || !rabbitmqctl() {
+			return
+		}
+		name := "celerity-amqp-test-" + randHex(4)
+		if out, err := exec.Command("rabbitmqctl", "add_vhost", name).CombinedOutput(); err != nil {
+			vhostErr = fmt.Errorf("rabbitmqctl add_vhost: %v: %s", err, out)
+			return
+		}
+		vhostName = name
+		if out, err := exec.Command("rabbitmqctl", "set_permissions", "-p", name, "guest", ".*", ".*", ".*").CombinedOutput(); err != nil {
+			vhostErr = fmt.Errorf("rabbitmqctl set_permissions: %v: %s", err, out)
+			return
+		}
+		u, _ := url.Parse(base)
+		u.Path = "/" + name
+		vhostURL = u.String()
+	})
+	if vhostErr != nil {
+		t.Fatal(vhostErr)
+	}
+	return vhostURL
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// adminBroker is a broker shared by the tests for setup and cleanup.
+func adminBroker(t testing.TB) *Broker {
+	t.Helper()
+	u := testURL(t)
+	adminOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		admin, adminErr = NewBroker(ctx, u, WithConnectionName("celerity-test-admin"))
+	})
+	if adminErr != nil {
+		t.Fatal(adminErr)
+	}
+	return admin
+}
+
+// testLogger logs through t until t ends (goroutines that outlive the
+// test log nowhere).
+func testLogger(t testing.TB) *slog.Logger {
+	w := &tWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *tWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+// newTestBroker connects a broker to the tests' vhost (or to rawURL when
+// given), closed at cleanup.
+func newTestBroker(t testing.TB, opts ...Option) *Broker {
+	t.Helper()
+	return newTestBrokerURL(t, testURL(t), opts...)
+}
+
+func newTestBrokerURL(t testing.TB, rawURL string, opts ...Option) *Broker {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	opts = append([]Option{WithLogger(testLogger(t))}, opts...)
+	b, err := NewBroker(ctx, rawURL, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// testQueue returns a queue name unique to t, whose queue and exchange
+// are deleted at cleanup.
+func testQueue(t testing.TB, name string) string {
+	t.Helper()
+	q := brokertest.Prefix(t) + name
+	a := adminBroker(t)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		a.DeleteQueue(ctx, q)
+		a.DeleteExchange(ctx, q)
+	})
+	return q
+}
