@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/celerity-go/celerity/codec/compress"
+	"github.com/celerity-go/celerity/codec/serializer"
 )
 
 // envelope builds a Redis envelope around the given headers and
@@ -81,7 +82,9 @@ func TestDecodeRedisEnvelopeBadInput(t *testing.T) {
 		{"v1 kwargs list", envelope(`{}`, `{"delivery_tag": "d"}`, `"{\"task\": \"t\", \"id\": \"i\", \"kwargs\": []}"`), ErrFieldType, "body.kwargs: want object, got array"},
 		{"v1 garbage body", envelope(`{}`, `{"delivery_tag": "d"}`, `"{\"task\": "`), ErrTruncated, "body"},
 		{"v1 pickle", []byte(`{"body": "gAN9", "content-type": "application/x-python-serialize", "headers": {}, "properties": {"delivery_tag": "d", "body_encoding": "base64"}}`),
-			ErrUnsupportedContentType, `properties.content_type: unsupported content type "application/x-python-serialize"`},
+			ErrUnsupportedContentType, `properties.content_type: pickle is never decoded`},
+		{"v1 unknown content type", []byte(`{"body": "gAN9", "content-type": "text/csv", "headers": {}, "properties": {"delivery_tag": "d", "body_encoding": "base64"}}`),
+			ErrUnsupportedContentType, `properties.content_type: unsupported content type "text/csv"`},
 		{"deep nesting", envelope(`{"task": "t", "id": "i", "x": `+strings.Repeat("[", MaxDepth+5)+strings.Repeat("]", MaxDepth+5)+`}`, okProps, okBody), ErrTooDeep, "nesting too deep"},
 	}
 	for _, tt := range tests {
@@ -147,8 +150,13 @@ func TestBodyJSONErrors(t *testing.T) {
 		err  error
 		msg  string
 	}{
-		{"pickle", Message{ContentType: []byte(ContentTypePickle), Body: []byte("x")}, ErrUnsupportedContentType,
-			`codec: properties.content_type: unsupported content type "application/x-python-serialize"`},
+		{"pickle", Message{ContentType: []byte(ContentTypePickle), Body: []byte("x")}, serializer.ErrContentDisallowed,
+			`codec: properties.content_type: pickle is never decoded`},
+		{"pickle is unsupported", Message{ContentType: []byte(ContentTypePickle), Body: []byte("x")}, ErrUnsupportedContentType, "pickle"},
+		{"bad msgpack", Message{ContentType: []byte(ContentTypeMsgpack), Body: []byte{0xc1}}, serializer.ErrDecode, "codec: body: serializer: msgpack"},
+		{"bad yaml", Message{ContentType: []byte(ContentTypeYAML), Body: []byte("[1, 2")}, serializer.ErrDecode, "codec: body: serializer: yaml"},
+		{"msgpack too large as JSON", Message{ContentType: []byte(ContentTypeMsgpack), Body: append([]byte{0xdc, 0x03, 0x00}, bytes.Repeat([]byte{0xc0}, 768)...)},
+			ErrTooLarge, "codec: body: larger than the limit of 1000 bytes"},
 		{"unknown type", Message{ContentType: []byte("text/csv"), Body: []byte("x")}, ErrUnsupportedContentType, `"text/csv"`},
 		{"unknown compression", Message{Compression: []byte("application/x-rar"), Body: []byte("x")}, ErrUnsupportedCompression,
 			`codec: headers.compression: unsupported compression "application/x-rar"`},

@@ -6,13 +6,16 @@ import (
 	"strconv"
 
 	"github.com/celerity-go/celerity/codec/compress"
+	"github.com/celerity-go/celerity/codec/serializer"
 	"github.com/celerity-go/celerity/internal/unsafeconv"
 )
 
 // BodyJSON returns m's body as JSON text: m.Body itself for an
 // uncompressed JSON body (no copy, no allocation), else the body
-// decompressed (per m.Compression) and transcoded from msgpack or YAML,
-// stored in m's scratch space. An empty ContentType means JSON, as the
+// decompressed (per m.Compression, with codec/compress) and transcoded
+// from msgpack or YAML (with codec/serializer), stored in m's scratch
+// space. Pickle is refused (ErrUnsupportedContentType, also matching
+// serializer.ErrContentDisallowed). An empty ContentType means JSON, as the
 // encoders write it.
 //
 // limit > 0 bounds the body as received and after decompression
@@ -52,6 +55,23 @@ func (m *Message) BodyJSON(limit int64) ([]byte, error) {
 		}
 		m.bodyJSON = body
 		return body, nil
+	case ContentTypeMsgpack, ContentTypeYAML:
+		s, _ := serializer.ByContentType(m.ContentType)
+		start := len(m.scratch)
+		out, err := s.ToJSON(m.scratch, body)
+		if err != nil {
+			return nil, &DecodeError{Part: "body", Err: err, Detail: err.Error()}
+		}
+		if limit > 0 && int64(len(out)-start) > limit {
+			return nil, tooLarge("body", limit)
+		}
+		m.scratch = out
+		m.bodyJSON = out[start:len(out):len(out)]
+		return m.bodyJSON, nil
+	case ContentTypePickle:
+		return nil, &DecodeError{Part: "properties", Field: "content_type",
+			Err:    fmt.Errorf("%w: %w", ErrUnsupportedContentType, serializer.ErrContentDisallowed),
+			Detail: "pickle is never decoded (it can run arbitrary code)"}
 	}
 	return nil, contentTypeError(m.ContentType)
 }

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/celerity-go/celerity/codec/compress"
+	"github.com/celerity-go/celerity/codec/serializer"
 )
 
 // fullMessage returns a message with every field set, including strings
@@ -209,6 +212,28 @@ func TestV1Conversion(t *testing.T) {
 	}
 	if b, err := got.BodyJSON(0); err != nil || string(b) != wantBody {
 		t.Errorf("BodyJSON = %s, %v", b, err)
+	}
+
+	// The same body as msgpack, zlib-compressed: converted the same way.
+	packed, err := serializer.FromJSON(nil, serializer.Msgpack, []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zipped, err := compress.Zlib.Append(nil, packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = &Message{Body: zipped, ContentType: []byte(ContentTypeMsgpack), DeliveryTag: []byte("d")}
+	headers := map[string]any{"compression": "application/x-gzip"}
+	if err := DecodeAMQP(&got, headers, AMQPPropertiesOf(m), m.Body); err != nil {
+		t.Fatal(err)
+	}
+	if got.Protocol != 1 || string(got.Task) != "t.add" || string(got.Group) != "ts-1" || len(got.Compression) != 0 ||
+		string(got.ContentType) != ContentTypeJSON {
+		t.Errorf("v1 msgpack+zlib: %+v", got)
+	}
+	if _, k, e, err := SplitJSONBody(got.Body); err != nil || string(k) != "{\"k\":\"\u00e9\"}" || !bytes.Contains(e, []byte(`"task":"cb"`)) {
+		t.Errorf("v1 msgpack+zlib body %s: %v", got.Body, err)
 	}
 }
 
