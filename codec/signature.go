@@ -607,7 +607,8 @@ func firstElem(arr []byte) ([]byte, error) {
 
 // Embed is the third element of a protocol-2 body: what to apply after the
 // task (celery-wire.md §1.4, §2.2-2.5). Chain is in Celery's order: the
-// next step is the last element.
+// next step is the last element. A decoded Embed owns its memory; it is not
+// safe for concurrent mutation.
 type Embed struct {
 	Callbacks []Signature // nil: null
 	Errbacks  []Signature // nil: null
