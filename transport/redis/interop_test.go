@@ -66,8 +66,9 @@ func (p *python) run(t *testing.T, stdin []byte, timeout time.Duration, script s
 }
 
 // worker starts `celery worker -P solo` for queue; it is stopped (warm,
-// then killed) when the test ends or stop is called.
-func (p *python) worker(t *testing.T, queue string, extraEnv ...string) (stop func()) {
+// then killed) when the test ends or stop is called. kill9 kills it with
+// SIGKILL, so that it cannot restore what it holds.
+func (p *python) worker(t *testing.T, queue string, extraEnv ...string) (stop, kill9 func()) {
 	t.Helper()
 	cmd := exec.Command(brokertest.Python, "-m", "celery", "-A", "interop_app", "worker",
 		"-P", "solo", "-Q", queue, "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat",
@@ -97,7 +98,11 @@ func (p *python) worker(t *testing.T, queue string, extraEnv ...string) (stop fu
 		})
 	}
 	t.Cleanup(stop)
-	return stop
+	kill9 = func() {
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+	}
+	return stop, kill9
 }
 
 // sent is one line of interop_send.py / py_send.py.
@@ -361,5 +366,93 @@ func TestInteropGoToPython(t *testing.T) {
 				t.Errorf("%s: state %v", p.kind, m.State)
 			}
 		}
+	}
+}
+
+// TestInteropPythonRestoresGoHeld: a celerity consumer process fetches
+// messages and is killed -9 while holding them; a Python worker started
+// afterwards (visibility_timeout 1s) restores them from the unacked
+// bookkeeping our consumer wrote, runs them, and the results reach Go.
+func TestInteropPythonRestoresGoHeld(t *testing.T) {
+	t.Parallel()
+	py := newPython(t)
+	queue := uniqueQueue(t)
+	prefix := queue + ":"
+	t.Cleanup(func() { deletePrefix(t, py.url, prefix) })
+	app, _, be := newApp(t, py.url, engine.Config{TaskDefaultQueue: queue}, redis.WithGlobalKeyPrefix(prefix))
+	ctx := ctxT(t, 60*time.Second)
+	var results []*engine.AsyncResult[any]
+	for i := range 3 {
+		res, err := app.SendTask(ctx, "interop.add", []any{i, 100}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		results = append(results, res)
+	}
+	forget(t, be, results, func(r *engine.AsyncResult[any]) string { return r.ID })
+	child := startChild(t, "hold", "CHILD_URL="+py.url, "CHILD_PREFIX="+prefix, "CHILD_QUEUE="+queue, "CHILD_N=3")
+	kill9(t, child)
+	c := be.Client()
+	if n, _ := c.Do(ctx, c.B().Hlen().Key(prefix+"unacked").Build()).AsInt64(); n != 3 {
+		t.Fatalf("the killed consumer left %d unacked messages, want 3", n)
+	}
+	time.Sleep(1100 * time.Millisecond) // older than the Python worker's visibility timeout
+	py.worker(t, queue, "REDIS_VISIBILITY_TIMEOUT=1", "REDIS_GLOBAL_KEYPREFIX="+prefix)
+	for i, res := range results {
+		v, err := res.Get(ctx)
+		if err != nil || fmt.Sprint(v) != fmt.Sprint(i+100) {
+			t.Fatalf("task %d: %v, %v", i, v, err)
+		}
+	}
+}
+
+// TestInteropGoRestoresPythonHeld: a Python worker fetches a countdown
+// task (holding it unacked until its ETA) and is killed -9; a celerity
+// worker restores it from kombu's bookkeeping after its visibility
+// timeout, sees it as redelivered and runs it at its ETA.
+func TestInteropGoRestoresPythonHeld(t *testing.T) {
+	t.Parallel()
+	py := newPython(t)
+	queue := uniqueQueue(t)
+	prefix := queue + ":"
+	t.Cleanup(func() { deletePrefix(t, py.url, prefix) })
+	app, _, be := newApp(t, py.url, engine.Config{TaskDefaultQueue: queue},
+		redis.WithGlobalKeyPrefix(prefix), redis.WithVisibilityTimeout(time.Second))
+	ctx := ctxT(t, 60*time.Second)
+	res, err := app.SendTask(ctx, "interop.add", []any{40, 2}, nil, engine.Countdown(4*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forget(t, be, []string{res.ID}, func(id string) string { return id })
+	stop, kill := py.worker(t, queue, "REDIS_GLOBAL_KEYPREFIX="+prefix)
+	c := be.Client()
+	for {
+		n, _ := c.Do(ctx, c.B().Hlen().Key(prefix+"unacked").Build()).AsInt64()
+		if n == 1 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the Python worker never fetched the task")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	kill()
+	stop()
+	var mu sync.Mutex
+	var redelivered, ran bool
+	interopTasks(app, func(tk *engine.Task) {
+		mu.Lock()
+		ran, redelivered = true, tk.Redelivered
+		mu.Unlock()
+	})
+	runWorker(t, app, engine.WorkerConfig{Queues: []string{queue}, Concurrency: 2})
+	v, err := res.Get(ctx)
+	if err != nil || fmt.Sprint(v) != "42" {
+		t.Fatalf("restored task: %v, %v", v, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !ran || !redelivered {
+		t.Fatalf("ran by celerity=%v, redelivered=%v", ran, redelivered)
 	}
 }
