@@ -70,7 +70,7 @@ func yamlTree(data []byte) (tree any, err error) {
 	}()
 	file, err := parser.Parse(tokens, 0)
 	if err != nil {
-		return nil, yamlErr("%v", err)
+		return nil, yamlErr("%s", yaml.FormatError(err, false, false))
 	}
 	if len(file.Docs) != 1 || file.Docs[0].Body == nil {
 		return nil, yamlErr("a body must be one YAML document, not %d", len(file.Docs))
@@ -81,7 +81,7 @@ func yamlTree(data []byte) (tree any, err error) {
 		return nil, yamlErr("aliases expand the document beyond %d nodes", yamlMaxNodes)
 	}
 	if err := yaml.NodeToValue(body, &tree); err != nil {
-		return nil, yamlErr("%v", err)
+		return nil, yamlErr("%s", yaml.FormatError(err, false, false))
 	}
 	return normalizeTree(tree), nil
 }
