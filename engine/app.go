@@ -52,6 +52,7 @@ func New(cfg Config) (*App, error) {
 	a := &App{cfg: cfg, broker: cfg.Broker, backend: cfg.Backend, loc: loc, log: cfg.Logger, ownsBkr: owns}
 	empty := map[string]*taskDef{}
 	a.tasks.Store(&empty)
+	registerBuiltins(a)
 	return a, nil
 }
 

@@ -229,6 +229,11 @@ func (w *Worker) outcome(st *slotState, t *Task, err error) codec.State {
 			}
 			w.storeWith(st, r)
 		}
+		if t.hasResult {
+			w.afterSuccess(t, t.result)
+		} else {
+			w.afterSuccess(t, jsonNull)
+		}
 		if h := w.app.hooks.TaskSuccess; h != nil {
 			h(t)
 		}
@@ -269,6 +274,10 @@ func (w *Worker) outcome(st *slotState, t *Task, err error) codec.State {
 	w.stats.Failed.Add(1)
 	if !w.ignoreResult(def, m) {
 		w.storeError(st, m, codec.StateFailure, err)
+	}
+	if hasCanvas(t.embed) {
+		typ, mod, args, _ := exceptionOf(err)
+		w.afterFailure(t, codec.AppendExceptionJSON(nil, typ, mod, args...))
 	}
 	w.app.log.Info("task failed", "task", t.Name, "id", t.ID, "err", err)
 	if h := w.app.hooks.TaskFailure; h != nil {

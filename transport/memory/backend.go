@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"github.com/celerity-go/celerity/codec"
@@ -14,6 +15,8 @@ type Backend struct {
 	mu      sync.Mutex
 	records map[string][]byte
 	subs    map[string][]*subscription
+	chords  map[string]*chord
+	groups  map[string][]byte
 	closed  bool
 }
 
@@ -159,5 +162,116 @@ func (s *subscription) Close() error {
 	} else {
 		b.subs[s.id] = list
 	}
+	return nil
+}
+
+// NoGroupIndex is the index ChordPartDone takes for a header task without
+// a group_index (sorted last, as Redis scores it +inf).
+const NoGroupIndex = -1
+
+// chord holds one chord's counters, as Celery 5.2 keeps them in Redis:
+// size (.s), extra parts (.t) and the parts so far (.j) by group index.
+type chord struct {
+	size, extra int
+	parts       []chordPart
+}
+
+type chordPart struct {
+	index int
+	data  []byte
+}
+
+// SetChordSize records the number of header tasks of chord groupID.
+func (b *Backend) SetChordSize(_ context.Context, groupID string, size int) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.chordLocked(groupID)
+	c.size = size
+	return nil
+}
+
+// AddToChord counts one more header task for chord groupID.
+func (b *Backend) AddToChord(_ context.Context, groupID string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.chordLocked(groupID).extra++
+	return nil
+}
+
+func (b *Backend) chordLocked(groupID string) *chord {
+	if b.chords == nil {
+		b.chords = make(map[string]*chord)
+	}
+	c := b.chords[groupID]
+	if c == nil {
+		c = &chord{}
+		b.chords[groupID] = c
+	}
+	return c
+}
+
+// ChordPartDone records a finished header task (part is the encoded
+// [1, id, state, result] entry). When the parts reach size+extra, done is
+// true and parts holds them ordered by group index (NoGroupIndex last, in
+// arrival order). Only one caller sees done for a chord.
+func (b *Backend) ChordPartDone(_ context.Context, groupID string, index int, part []byte) (bool, [][]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.chordLocked(groupID)
+	c.parts = append(c.parts, chordPart{index: index, data: append([]byte(nil), part...)})
+	if c.size == 0 || len(c.parts) != c.size+c.extra {
+		return false, nil, nil
+	}
+	sorted := slices.Clone(c.parts)
+	slices.SortStableFunc(sorted, func(x, y chordPart) int {
+		switch {
+		case x.index == y.index:
+			return 0
+		case x.index == NoGroupIndex:
+			return 1
+		case y.index == NoGroupIndex:
+			return -1
+		}
+		return x.index - y.index
+	})
+	out := make([][]byte, len(sorted))
+	for i, p := range sorted {
+		out[i] = p.data
+	}
+	return true, out, nil
+}
+
+// ChordCleanup forgets chord groupID's counters.
+func (b *Backend) ChordCleanup(_ context.Context, groupID string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.chords, groupID)
+	return nil
+}
+
+// SaveGroup stores a group record ({"result": <GroupResult tuple>}).
+func (b *Backend) SaveGroup(_ context.Context, groupID string, rec []byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.groups == nil {
+		b.groups = make(map[string][]byte)
+	}
+	b.groups[groupID] = append([]byte(nil), rec...)
+	return nil
+}
+
+// GetGroup appends the saved group record of groupID to dst.
+func (b *Backend) GetGroup(_ context.Context, groupID string, dst []byte) ([]byte, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rec, ok := b.groups[groupID]
+	return append(dst, rec...), ok, nil
+}
+
+// ForgetGroup deletes the saved group record of groupID.
+func (b *Backend) ForgetGroup(_ context.Context, groupID string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.groups, groupID)
 	return nil
 }

@@ -1,0 +1,645 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	json "github.com/goccy/go-json"
+
+	"github.com/celerity-go/celerity/codec"
+)
+
+// Canvas: Celery's work-flow primitives, written on the wire exactly as
+// Celery writes them (celery-wire.md §2), so that Python workers run what
+// Go builds and the reverse.
+
+// ErrChordUnsupported: the result backend cannot count chord parts (rpc://
+// and no backend), as Celery refuses chords there.
+var ErrChordUnsupported = errors.New("engine: the result backend does not support chords")
+
+// chordBackend is what chords need from a result backend: Celery 5.2's
+// native chord counting (celery-wire.md §5.6). transport/redis and
+// transport/memory implement it.
+type chordBackend interface {
+	SetChordSize(ctx context.Context, groupID string, size int) error
+	ChordPartDone(ctx context.Context, groupID string, index int, part []byte) (done bool, parts [][]byte, err error)
+	ChordCleanup(ctx context.Context, groupID string) error
+}
+
+// groupBackend stores group records (GroupResult.save()).
+type groupBackend interface {
+	SaveGroup(ctx context.Context, groupID string, rec []byte) error
+	GetGroup(ctx context.Context, groupID string, dst []byte) ([]byte, bool, error)
+}
+
+// noGroupIndex is the chord index of a header task without group_index.
+const noGroupIndex = -1
+
+// Sig returns the signature of task name with partial positional args
+// (encoded as JSON now; Celery's task.s(*args)).
+func Sig(name string, args ...any) *Signature {
+	s := &Signature{Task: name, Args: json.RawMessage("[]"), Kwargs: json.RawMessage("{}")}
+	if len(args) > 0 {
+		b, err := appendJSON(nil, args)
+		if err != nil {
+			b = mustErrArgs(err)
+		}
+		s.Args = b
+	}
+	return s
+}
+
+// mustErrArgs keeps a signature whose args failed to encode sendable as
+// a clear failure rather than a panic: the JSON string names the error.
+func mustErrArgs(err error) []byte {
+	b, _ := json.Marshal([]string{"celerity: unencodable args: " + err.Error()})
+	return b
+}
+
+// SigI is Sig for an immutable signature (task.si()): the parent's result
+// is not prepended to its args.
+func SigI(name string, args ...any) *Signature {
+	s := Sig(name, args...)
+	s.Immutable = true
+	return s
+}
+
+// WithKwargs sets a signature's keyword arguments and returns it.
+func WithKwargs(s *Signature, kwargs map[string]any) *Signature {
+	b, err := appendJSON(nil, kwargs)
+	if err != nil {
+		b = []byte("{}")
+	}
+	s.Kwargs = b
+	return s
+}
+
+// ChainSig returns the signature of a chain (celery.chain): each task's
+// result is prepended to the next one's args unless it is immutable.
+func ChainSig(steps ...*Signature) *Signature { return composite("celery.chain", "chain", steps) }
+
+// GroupSig returns the signature of a group (celery.group).
+func GroupSig(members ...*Signature) *Signature { return composite("celery.group", "group", members) }
+
+// ChordSig returns the signature of a chord (celery.chord): body runs
+// with the list of the header's results once all of them succeeded.
+func ChordSig(header []*Signature, body *Signature) *Signature {
+	var b bytes.Buffer
+	b.WriteString(`{"header": `)
+	b.Write(GroupSig(header...).AppendJSON(nil))
+	b.WriteString(`, "body": `)
+	b.Write(body.AppendJSON(nil))
+	b.WriteString(`, "kwargs": {}}`)
+	return &Signature{Task: "celery.chord", Args: json.RawMessage("[]"), Kwargs: b.Bytes(), SubtaskType: "chord"}
+}
+
+func composite(task, kind string, members []*Signature) *Signature {
+	var b bytes.Buffer
+	b.WriteString(`{"tasks": [`)
+	for i, m := range members {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.Write(m.AppendJSON(nil))
+	}
+	b.WriteString(`]}`)
+	return &Signature{Task: task, Args: json.RawMessage("[]"), Kwargs: b.Bytes(), SubtaskType: kind}
+}
+
+// GroupResult is the handle of an applied group (Celery's GroupResult).
+type GroupResult struct {
+	ID      string
+	Results []*AsyncResult[any]
+	app     *App
+}
+
+// Get waits for every member and returns their results in order; the
+// first failure is returned as error (with the results gathered so far).
+func (g *GroupResult) Get(ctx context.Context) ([]any, error) {
+	out := make([]any, len(g.Results))
+	for i, r := range g.Results {
+		v, err := r.Get(ctx)
+		if err != nil {
+			return out, fmt.Errorf("group %s member %d (%s): %w", g.ID, i, r.ID, err)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// Save stores the group record (GroupResult.save()) so that RestoreGroup
+// (or Python's GroupResult.restore) can find the members by group id.
+func (g *GroupResult) Save(ctx context.Context) error {
+	gb, ok := g.app.backend.(groupBackend)
+	if !ok {
+		return fmt.Errorf("engine: save group %s: the result backend cannot store groups", g.ID)
+	}
+	ref := codec.ResultRef{ID: []byte(g.ID), IsGroup: true}
+	for _, r := range g.Results {
+		ref.Children = append(ref.Children, codec.ResultRef{ID: []byte(r.ID)})
+	}
+	return gb.SaveGroup(ctx, g.ID, codec.AppendGroupRecord(nil, &ref))
+}
+
+// RestoreGroup loads a saved group record.
+func (a *App) RestoreGroup(ctx context.Context, groupID string) (*GroupResult, error) {
+	gb, ok := a.backend.(groupBackend)
+	if !ok {
+		return nil, fmt.Errorf("engine: restore group %s: the result backend cannot store groups", groupID)
+	}
+	raw, found, err := gb.GetGroup(ctx, groupID, nil)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("engine: group %s: not saved", groupID)
+	}
+	ref, err := codec.DecodeGroupRecord(raw)
+	if err != nil {
+		return nil, err
+	}
+	g := &GroupResult{ID: groupID, app: a}
+	for _, c := range ref.Children {
+		g.Results = append(g.Results, a.Result(string(c.ID)))
+	}
+	return g, nil
+}
+
+// Apply sends a signature, plain or composite, and returns the handle of
+// its final result: the task itself, a chain's last task, a chord's body.
+func (a *App) Apply(ctx context.Context, s *Signature) (*AsyncResult[any], error) {
+	id, _, err := a.applySig(ctx, s, nil, applyCtx{})
+	if err != nil {
+		return nil, err
+	}
+	return a.Result(id), nil
+}
+
+// ApplyGroup sends the members of a group and returns its GroupResult.
+func (a *App) ApplyGroup(ctx context.Context, members ...*Signature) (*GroupResult, error) {
+	_, g, err := a.applySig(ctx, GroupSig(members...), nil, applyCtx{})
+	return g, err
+}
+
+// ApplyChain sends a chain and returns its last task's handle.
+func (a *App) ApplyChain(ctx context.Context, steps ...*Signature) (*AsyncResult[any], error) {
+	return a.Apply(ctx, ChainSig(steps...))
+}
+
+// ApplyChord sends a chord and returns its body's handle.
+func (a *App) ApplyChord(ctx context.Context, header []*Signature, body *Signature) (*AsyncResult[any], error) {
+	return a.Apply(ctx, ChordSig(header, body))
+}
+
+// applyCtx is what a signature inherits when it is applied: the parent's
+// ids (from a worker) and the rest of a chain.
+type applyCtx struct {
+	parentID, rootID string
+	chain            []codec.Signature // remaining steps, reversed (next = last)
+	groupID          string
+	groupIndex       *int
+	chord            *codec.Signature // body, for chord header members
+}
+
+// applySig applies s with prepend (a JSON value, nil = none) put before
+// its args unless it is immutable. It returns the id of the final result
+// and, for a group, the GroupResult.
+func (a *App) applySig(ctx context.Context, s *Signature, prepend []byte, ac applyCtx) (string, *GroupResult, error) {
+	switch s.SubtaskType {
+	case "chain":
+		steps, err := s.Tasks()
+		if err != nil {
+			return "", nil, fmt.Errorf("engine: chain: %w", err)
+		}
+		return a.applyChain(ctx, s, steps, prepend, ac)
+	case "group":
+		members, err := s.Tasks()
+		if err != nil {
+			return "", nil, fmt.Errorf("engine: group: %w", err)
+		}
+		g, err := a.applyGroup(ctx, s, members, prepend, ac)
+		if err != nil {
+			return "", nil, err
+		}
+		return g.ID, g, nil
+	case "chord":
+		header, body, err := s.ChordParts()
+		if err != nil {
+			return "", nil, fmt.Errorf("engine: chord: %w", err)
+		}
+		id, err := a.applyChord(ctx, s, header, &body, prepend, ac)
+		return id, nil, err
+	case "", "chunks", "xmap", "xstarmap":
+		// Plain tasks; chunks/map/starmap are sent as the built-in tasks
+		// celery.chunks / celery.map / celery.starmap their signatures name.
+		id, err := a.applyTask(ctx, s, prepend, ac)
+		return id, nil, err
+	default:
+		return "", nil, fmt.Errorf("engine: signature of %s: unknown subtask_type %q", s.Task, s.SubtaskType)
+	}
+}
+
+// args returns s's args with prepend in front unless s is immutable.
+func sigArgs(s *Signature, prepend []byte) []byte {
+	args := []byte(s.Args)
+	if len(args) == 0 {
+		args = emptyArray
+	}
+	if prepend == nil || s.Immutable {
+		return args
+	}
+	out := make([]byte, 0, len(prepend)+len(args)+2)
+	out = append(out, '[')
+	out = append(out, prepend...)
+	rest := bytes.TrimSpace(args[1:]) // after '['
+	if len(rest) > 0 && rest[0] != ']' {
+		out = append(out, ", "...)
+	}
+	return append(out, rest...)
+}
+
+// applyTask sends one plain task from its signature.
+func (a *App) applyTask(ctx context.Context, s *Signature, prepend []byte, ac applyCtx) (string, error) {
+	o := &s.Options
+	var opts []Option
+	id := o.TaskID
+	if id == "" {
+		id = newID()
+		o.TaskID = id
+	}
+	opts = append(opts, TaskID(id))
+	parent, root := ac.parentID, ac.rootID
+	if o.ParentID != "" {
+		parent = o.ParentID
+	}
+	if o.RootID != "" {
+		root = o.RootID
+	}
+	if parent != "" {
+		opts = append(opts, ParentID(parent))
+	}
+	if root != "" {
+		opts = append(opts, RootID(root))
+	}
+	group, index := ac.groupID, ac.groupIndex
+	if o.GroupID != "" {
+		group = o.GroupID
+	}
+	if o.GroupIndex != nil {
+		index = o.GroupIndex
+	}
+	if group != "" {
+		opts = append(opts, Group(group))
+	}
+	if index != nil {
+		opts = append(opts, GroupIndex(*index))
+	}
+	if o.Queue != "" {
+		opts = append(opts, Queue(o.Queue))
+	}
+	if o.Exchange != "" {
+		opts = append(opts, Exchange(o.Exchange))
+	}
+	if o.RoutingKey != "" {
+		opts = append(opts, RoutingKey(o.RoutingKey))
+	}
+	if o.Priority != nil {
+		opts = append(opts, Priority(*o.Priority))
+	}
+	if o.Countdown != nil {
+		opts = append(opts, Countdown(time.Duration(*o.Countdown*float64(time.Second))))
+	}
+	if len(o.ETA) > 0 {
+		var iso string
+		if json.Unmarshal(o.ETA, &iso) == nil {
+			if t, err := codec.ParseISOTime([]byte(iso)); err == nil {
+				opts = append(opts, ETA(t))
+			}
+		}
+	}
+	if len(o.Expires) > 0 {
+		var secs float64
+		var iso string
+		if json.Unmarshal(o.Expires, &secs) == nil {
+			opts = append(opts, ExpiresIn(time.Duration(secs*float64(time.Second))))
+		} else if json.Unmarshal(o.Expires, &iso) == nil {
+			if t, err := codec.ParseISOTime([]byte(iso)); err == nil {
+				opts = append(opts, ExpiresAt(t))
+			}
+		}
+	}
+	if o.TimeLimit != nil {
+		opts = append(opts, TimeLimit(time.Duration(*o.TimeLimit*float64(time.Second))))
+	}
+	if o.SoftTimeLimit != nil {
+		opts = append(opts, SoftTimeLimit(time.Duration(*o.SoftTimeLimit*float64(time.Second))))
+	}
+	chord := ac.chord
+	if o.Chord != nil {
+		chord = o.Chord
+	}
+	embed := appendSigEmbed(nil, o.Link, o.LinkError, ac.chain, chord)
+	m, err := a.newMessage(s.Task, sigArgs(s, prepend), s.Kwargs, embed, opts)
+	if err != nil {
+		return "", err
+	}
+	return id, a.publish(ctx, m)
+}
+
+// appendSigEmbed writes the embed object {"callbacks", "errbacks",
+// "chain", "chord"}.
+func appendSigEmbed(dst []byte, links, errbacks, chain []codec.Signature, chord *codec.Signature) []byte {
+	list := func(dst []byte, sigs []codec.Signature, nullIfEmpty bool) []byte {
+		if len(sigs) == 0 && nullIfEmpty {
+			return append(dst, "null"...)
+		}
+		dst = append(dst, '[')
+		for i := range sigs {
+			if i > 0 {
+				dst = append(dst, ", "...)
+			}
+			dst = sigs[i].AppendJSON(dst)
+		}
+		return append(dst, ']')
+	}
+	dst = append(dst, `{"callbacks": `...)
+	dst = list(dst, links, true)
+	dst = append(dst, `, "errbacks": `...)
+	dst = list(dst, errbacks, true)
+	dst = append(dst, `, "chain": `...)
+	dst = list(dst, chain, chain == nil)
+	dst = append(dst, `, "chord": `...)
+	if chord == nil {
+		dst = append(dst, "null"...)
+	} else {
+		dst = chord.AppendJSON(dst)
+	}
+	return append(dst, '}')
+}
+
+// newID returns a fresh task id.
+func newID() string {
+	m := codec.AcquireMessage()
+	m.NewID()
+	id := string(m.ID)
+	codec.ReleaseMessage(m)
+	return id
+}
+
+// upgradeSteps applies Celery's chain rewrites: a group followed by
+// another step becomes a chord with that step as body; a chord followed by
+// more steps gets them chained after its body.
+func upgradeSteps(steps []codec.Signature) ([]codec.Signature, error) {
+	out := make([]codec.Signature, 0, len(steps))
+	for i := 0; i < len(steps); i++ {
+		s := steps[i]
+		if s.SubtaskType == "group" && i+1 < len(steps) {
+			members, err := s.Tasks()
+			if err != nil {
+				return nil, err
+			}
+			hdr := make([]*Signature, len(members))
+			for j := range members {
+				hdr[j] = &members[j]
+			}
+			body := steps[i+1]
+			c := ChordSig(hdr, &body)
+			c.Options = s.Options
+			s = *c
+			i++
+		}
+		if s.SubtaskType == "chord" && i+1 < len(steps) {
+			header, body, err := s.ChordParts()
+			if err != nil {
+				return nil, err
+			}
+			rest := []*Signature{&body}
+			for j := i + 1; j < len(steps); j++ {
+				rest = append(rest, &steps[j])
+			}
+			hdr := make([]*Signature, len(header))
+			for j := range header {
+				hdr[j] = &header[j]
+			}
+			c := ChordSig(hdr, ChainSig(rest...))
+			c.Options = s.Options
+			out = append(out, *c)
+			break
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// applyChain sends the first step with the rest, reversed, in its embed
+// chain; every step gets its task id now, so the chain's result (the last
+// step) is known at once.
+func (a *App) applyChain(ctx context.Context, s *Signature, steps []codec.Signature, prepend []byte, ac applyCtx) (string, *GroupResult, error) {
+	steps, err := upgradeSteps(steps)
+	if err != nil {
+		return "", nil, fmt.Errorf("engine: chain: %w", err)
+	}
+	if len(steps) == 0 {
+		return "", nil, errors.New("engine: empty chain")
+	}
+	if s.Options.TaskID != "" && steps[len(steps)-1].SubtaskType == "" {
+		// apply_async(task_id=...) on a chain names its last task.
+		steps[len(steps)-1].Options.TaskID = s.Options.TaskID
+	}
+	var final string
+	for i := range steps {
+		id, err := assignIDs(&steps[i])
+		if err != nil {
+			return "", nil, fmt.Errorf("engine: chain: %w", err)
+		}
+		final = id
+	}
+	rest := make([]codec.Signature, 0, len(steps)-1)
+	for i := len(steps) - 1; i >= 1; i-- {
+		rest = append(rest, steps[i])
+	}
+	first := steps[0]
+	sub := ac
+	sub.chain = rest
+	id, g, err := a.applySig(ctx, &first, prepend, sub)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(steps) == 1 {
+		return id, g, nil
+	}
+	return final, nil, nil
+}
+
+// assignIDs gives every task of s that will produce s's final result its
+// id now, rewriting composite signatures, and returns that final id: a
+// plain task's id, a chain's last step's, a chord's body's, a group's id.
+// The client can then hand out the handle before workers apply the steps.
+func assignIDs(s *codec.Signature) (string, error) {
+	switch s.SubtaskType {
+	case "", "chunks", "xmap", "xstarmap":
+		if s.Options.TaskID == "" {
+			s.Options.TaskID = newID()
+		}
+		return s.Options.TaskID, nil
+	case "group":
+		if s.Options.TaskID == "" {
+			s.Options.TaskID = newID()
+		}
+		return s.Options.TaskID, nil
+	case "chain":
+		steps, err := s.Tasks()
+		if err != nil || len(steps) == 0 {
+			return "", fmt.Errorf("chain %s: %v", s.Task, err)
+		}
+		final, err := assignIDs(&steps[len(steps)-1])
+		if err != nil {
+			return "", err
+		}
+		ptrs := make([]*Signature, len(steps))
+		for i := range steps {
+			ptrs[i] = &steps[i]
+		}
+		s.Kwargs = ChainSig(ptrs...).Kwargs
+		return final, nil
+	case "chord":
+		header, body, err := s.ChordParts()
+		if err != nil {
+			return "", err
+		}
+		final, err := assignIDs(&body)
+		if err != nil {
+			return "", err
+		}
+		ptrs := make([]*Signature, len(header))
+		for i := range header {
+			ptrs[i] = &header[i]
+		}
+		s.Kwargs = ChordSig(ptrs, &body).Kwargs
+		return final, nil
+	default:
+		return "", fmt.Errorf("signature of %s: unknown subtask_type %q", s.Task, s.SubtaskType)
+	}
+}
+
+// applyGroup sends each member with the group id as header.
+func (a *App) applyGroup(ctx context.Context, s *Signature, members []codec.Signature, prepend []byte, ac applyCtx) (*GroupResult, error) {
+	gid := s.Options.TaskID
+	if gid == "" {
+		gid = newID()
+	}
+	g := &GroupResult{ID: gid, app: a}
+	for i := range members {
+		sub := applyCtx{parentID: ac.parentID, rootID: ac.rootID, groupID: gid}
+		id, _, err := a.applySig(ctx, &members[i], prepend, sub)
+		if err != nil {
+			return g, fmt.Errorf("engine: group %s member %d: %w", gid, i, err)
+		}
+		g.Results = append(g.Results, a.Result(id))
+	}
+	return g, nil
+}
+
+// applyChord stores the chord size, then sends the header members with
+// the group id, their group_index and the body in embed.chord.
+func (a *App) applyChord(ctx context.Context, s *Signature, header []codec.Signature, body *codec.Signature, prepend []byte, ac applyCtx) (string, error) {
+	cb, ok := a.backend.(chordBackend)
+	if !ok {
+		return "", ErrChordUnsupported
+	}
+	if s.Options.TaskID != "" && body.SubtaskType == "" {
+		body.Options.TaskID = s.Options.TaskID
+	}
+	final, err := assignIDs(body)
+	if err != nil {
+		return "", fmt.Errorf("engine: chord body: %w", err)
+	}
+	gid := newID()
+	if err := cb.SetChordSize(ctx, gid, len(header)); err != nil {
+		return "", fmt.Errorf("engine: chord %s: %w", gid, err)
+	}
+	for i := range header {
+		idx := i
+		sub := applyCtx{parentID: ac.parentID, rootID: ac.rootID, groupID: gid, groupIndex: &idx, chord: body}
+		if _, _, err := a.applySig(ctx, &header[i], prepend, sub); err != nil {
+			return "", fmt.Errorf("engine: chord %s header %d: %w", gid, i, err)
+		}
+	}
+	if len(header) == 0 { // Celery runs the body at once with []
+		_, _, err := a.applySig(ctx, body, []byte("[]"), applyCtx{parentID: ac.parentID, rootID: ac.rootID})
+		return final, err
+	}
+	return final, nil
+}
+
+// Chunks sends Celery's chunks(task, items, n): items split into chunks of
+// n, each run by celery.starmap as one task of a group.
+func (a *App) Chunks(ctx context.Context, task *Signature, items [][]any, n int) (*GroupResult, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("engine: chunks of %d", n)
+	}
+	var members []*Signature
+	for i := 0; i < len(items); i += n {
+		part := items[i:min(i+n, len(items))]
+		members = append(members, starmapSig("celery.starmap", task, part))
+	}
+	return a.ApplyGroup(ctx, members...)
+}
+
+// Map sends Celery's task.map(items): one celery.map task calling task on
+// each item in the worker.
+func (a *App) Map(ctx context.Context, task *Signature, items []any) (*AsyncResult[any], error) {
+	s := starmapSig("celery.map", task, items)
+	return a.Apply(ctx, s)
+}
+
+// Starmap sends Celery's task.starmap(items): each item is an args list.
+func (a *App) Starmap(ctx context.Context, task *Signature, items [][]any) (*AsyncResult[any], error) {
+	return a.Apply(ctx, starmapSig("celery.starmap", task, items))
+}
+
+func starmapSig[T any](name string, task *Signature, items []T) *Signature {
+	it, err := appendJSON(nil, items)
+	if err != nil {
+		it = []byte("[]")
+	}
+	var kw bytes.Buffer
+	kw.WriteString(`{"task": `)
+	kw.Write(task.AppendJSON(nil))
+	kw.WriteString(`, "it": `)
+	kw.Write(it)
+	kw.WriteString(`}`)
+	kind := "xstarmap"
+	if name == "celery.map" {
+		kind = "xmap"
+	}
+	return &Signature{Task: name, Args: json.RawMessage("[]"), Kwargs: kw.Bytes(), SubtaskType: kind}
+}
+
+// chordPartEntry encodes [1, "<id>", "<STATE>", <result>] as Celery 5.2
+// stores a chord part.
+func chordPartEntry(id []byte, state codec.State, result []byte) []byte {
+	b := make([]byte, 0, len(id)+len(result)+32)
+	b = append(b, `[1, "`...)
+	b = append(b, id...)
+	b = append(b, `", "`...)
+	b = append(b, state.String()...)
+	b = append(b, `", `...)
+	if len(result) == 0 {
+		result = jsonNull
+	}
+	b = append(b, result...)
+	return append(b, ']')
+}
+
+// strIndex formats a group index for logs.
+func strIndex(i int) string {
+	if i == noGroupIndex {
+		return "none"
+	}
+	return strconv.Itoa(i)
+}

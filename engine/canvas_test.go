@@ -1,0 +1,265 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// canvasApp registers the tasks canvas tests use and starts a worker.
+func canvasApp(t *testing.T) *App {
+	t.Helper()
+	app := newApp(t, Config{})
+	Register2(app, "c.add", func(_ context.Context, a, b int) (int, error) { return a + b, nil })
+	Register2(app, "c.mul", func(_ context.Context, a, b int) (int, error) { return a * b, nil })
+	Register1(app, "c.xsum", func(_ context.Context, xs []int) (int, error) {
+		s := 0
+		for _, x := range xs {
+			s += x
+		}
+		return s, nil
+	})
+	Register1(app, "c.fail", func(_ context.Context, msg string) (int, error) {
+		return 0, &TaskError{Type: "ValueError", Module: "builtins", Args: []any{msg}}
+	})
+	startWorker(t, app, WorkerConfig{Concurrency: 4})
+	return app
+}
+
+func getInt(t *testing.T, ctx context.Context, r *AsyncResult[any]) int {
+	t.Helper()
+	v, err := r.Get(ctx)
+	if err != nil {
+		t.Fatalf("result %s: %v", r.ID, err)
+	}
+	f, ok := v.(float64)
+	if !ok {
+		t.Fatalf("result %s = %#v, want a number", r.ID, v)
+	}
+	return int(f)
+}
+
+func TestChainPassesResultsAlong(t *testing.T) {
+	t.Parallel()
+	app := canvasApp(t)
+	ctx := testCtx(t, 10*time.Second)
+	// ((2 + 3) * 4), then xsum of a fixed list (immutable: ignores 20).
+	res, err := app.ApplyChain(ctx, Sig("c.add", 2, 3), Sig("c.mul", 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := getInt(t, ctx, res); got != 20 {
+		t.Fatalf("chain = %d, want 20", got)
+	}
+	res, _ = app.ApplyChain(ctx, Sig("c.add", 1, 1), SigI("c.xsum", []int{1, 2, 3}))
+	if got := getInt(t, ctx, res); got != 6 {
+		t.Fatalf("chain with immutable step = %d, want 6", got)
+	}
+}
+
+func TestChainFailureMarksLaterSteps(t *testing.T) {
+	t.Parallel()
+	app := canvasApp(t)
+	ctx := testCtx(t, 10*time.Second)
+	s2, s3 := Sig("c.add", 1), Sig("c.mul", 2)
+	s2.Options.TaskID, s3.Options.TaskID = "step-2-"+t.Name(), "step-3-"+t.Name()
+	res, err := app.ApplyChain(ctx, SigI("c.fail", "inchain"), s2, s3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{res.ID, s2.Options.TaskID} {
+		_, err := app.Result(id).Get(ctx)
+		if !IsTaskError(err, "ValueError") {
+			t.Fatalf("step %s: %v, want ValueError", id, err)
+		}
+	}
+}
+
+func TestGroupResultsInOrderAndSaved(t *testing.T) {
+	t.Parallel()
+	app := canvasApp(t)
+	ctx := testCtx(t, 10*time.Second)
+	g, err := app.ApplyGroup(ctx, Sig("c.add", 1, 1), Sig("c.add", 2, 2), Sig("c.mul", 3, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := g.Get(ctx)
+	if err != nil || fmt.Sprint(got) != "[2 4 9]" {
+		t.Fatalf("group = %v, %v", got, err)
+	}
+	if err := g.Save(ctx); err != nil {
+		t.Fatal(err)
+	}
+	back, err := app.RestoreGroup(ctx, g.ID)
+	if err != nil || len(back.Results) != 3 || back.Results[2].ID != g.Results[2].ID {
+		t.Fatalf("restored %+v, %v", back, err)
+	}
+	// Partial failure is visible per member.
+	g2, _ := app.ApplyGroup(ctx, Sig("c.add", 1, 1), Sig("c.fail", "x"))
+	if _, err := g2.Get(ctx); !IsTaskError(err, "ValueError") {
+		t.Fatalf("group with a failure: %v", err)
+	}
+	if v := getInt(t, ctx, g2.Results[0]); v != 2 {
+		t.Fatalf("the good member: %d", v)
+	}
+}
+
+func TestChordRunsBodyOnceWithOrderedResults(t *testing.T) {
+	t.Parallel()
+	app := canvasApp(t)
+	var bodies atomic.Int32
+	var mu sync.Mutex
+	var seen []int
+	Register1(app, "c.collect", func(_ context.Context, xs []int) (int, error) {
+		bodies.Add(1)
+		mu.Lock()
+		seen = xs
+		mu.Unlock()
+		return len(xs), nil
+	})
+	ctx := testCtx(t, 10*time.Second)
+	header := []*Signature{}
+	for i := range 10 {
+		header = append(header, Sig("c.mul", i, 10))
+	}
+	res, err := app.ApplyChord(ctx, header, Sig("c.collect"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := getInt(t, ctx, res); n != 10 {
+		t.Fatalf("body saw %d results", n)
+	}
+	if !slices.Equal(seen, []int{0, 10, 20, 30, 40, 50, 60, 70, 80, 90}) {
+		t.Fatalf("body args %v, want header results in group_index order", seen)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if bodies.Load() != 1 {
+		t.Fatalf("body ran %d times", bodies.Load())
+	}
+}
+
+func TestChordHeaderFailureGivesChordError(t *testing.T) {
+	t.Parallel()
+	app := canvasApp(t)
+	ctx := testCtx(t, 10*time.Second)
+	var errbackArgs atomic.Value
+	RegisterRaw(app, "c.onerr", func(_ context.Context, task *Task) error {
+		errbackArgs.Store(string(task.Args()))
+		return nil
+	})
+	body := Sig("c.xsum")
+	eb := Sig("c.onerr")
+	body.Options.LinkError = append(body.Options.LinkError, *eb)
+	res, err := app.ApplyChord(ctx, []*Signature{Sig("c.add", 1, 1), SigI("c.fail", "inchord")}, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = res.Get(ctx)
+	var te *TaskError
+	if !errors.As(err, &te) || te.Type != "ChordError" || te.Module != "celery.exceptions" ||
+		!slicesContainsSub(fmt.Sprint(te.Args), "raised ValueError('inchord')") {
+		t.Fatalf("chord body: %v", err)
+	}
+	eventually(t, "chord errback", func() bool {
+		v, _ := errbackArgs.Load().(string)
+		return v == `["`+res.ID+`"]`
+	})
+}
+
+func slicesContainsSub(s, sub string) bool { return len(s) >= len(sub) && contains(s, sub) }
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
+
+func TestLinkAndLinkErrorAreApplied(t *testing.T) {
+	t.Parallel()
+	app := canvasApp(t)
+	ctx := testCtx(t, 10*time.Second)
+	cb := Sig("c.mul", 10)
+	cb.Options.TaskID = "cb-" + t.Name()
+	res, err := app.SendTask(ctx, "c.add", []any{2, 3}, nil, Link(cb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if getInt(t, ctx, res) != 5 || getInt(t, ctx, app.Result(cb.Options.TaskID)) != 50 {
+		t.Fatal("link callback did not get the result prepended")
+	}
+	var got atomic.Value
+	RegisterRaw(app, "c.errback", func(_ context.Context, task *Task) error {
+		got.Store(string(task.Args()) + " parent=" + task.ParentID)
+		return nil
+	})
+	bad, _ := app.SendTask(ctx, "c.fail", []any{"boom"}, nil, LinkError(Sig("c.errback")))
+	bad.Get(ctx)
+	eventually(t, "errback", func() bool {
+		v, _ := got.Load().(string)
+		return v == `["`+bad.ID+`"] parent=`+bad.ID
+	})
+}
+
+func TestNestedCanvas(t *testing.T) {
+	t.Parallel()
+	app := canvasApp(t)
+	ctx := testCtx(t, 15*time.Second)
+	// A group in the middle of a chain becomes a chord: (1+1) -> [2+10, 2*10] -> xsum = 32.
+	res, err := app.ApplyChain(ctx, Sig("c.add", 1, 1), GroupSig(Sig("c.add", 10), Sig("c.mul", 10)), Sig("c.xsum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := getInt(t, ctx, res); got != 32 {
+		t.Fatalf("chain(add, group, xsum) = %d, want 32", got)
+	}
+	// A group of chains.
+	g, err := app.ApplyGroup(ctx, ChainSig(Sig("c.add", 1, 2), Sig("c.mul", 3)), ChainSig(Sig("c.add", 2, 2), Sig("c.mul", 5)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := g.Get(ctx); err != nil || fmt.Sprint(got) != "[9 20]" {
+		t.Fatalf("group of chains = %v, %v", got, err)
+	}
+	// A chord inside a chain, continued after the body: (1+2) -> chord[3+1, 3*2] -> xsum=10 -> *3 = 30.
+	res, err = app.ApplyChain(ctx, Sig("c.add", 1, 2),
+		ChordSig([]*Signature{Sig("c.add", 1), Sig("c.mul", 2)}, Sig("c.xsum")), Sig("c.mul", 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := getInt(t, ctx, res); got != 30 {
+		t.Fatalf("chain(add, chord, mul) = %d, want 30", got)
+	}
+}
+
+func TestChunksMapStarmap(t *testing.T) {
+	t.Parallel()
+	app := canvasApp(t)
+	ctx := testCtx(t, 10*time.Second)
+	m, err := app.Map(ctx, Sig("c.xsum"), []any{[]int{1, 2}, []int{3, 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := m.Get(ctx); err != nil || fmt.Sprint(v) != "[3 7]" {
+		t.Fatalf("map = %v, %v", v, err)
+	}
+	sm, _ := app.Starmap(ctx, Sig("c.add"), [][]any{{1, 2}, {3, 4}})
+	if v, err := sm.Get(ctx); err != nil || fmt.Sprint(v) != "[3 7]" {
+		t.Fatalf("starmap = %v, %v", v, err)
+	}
+	items := [][]any{{1, 1}, {2, 2}, {3, 3}, {4, 4}, {5, 5}}
+	g, err := app.Chunks(ctx, Sig("c.add"), items, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := g.Get(ctx); err != nil || fmt.Sprint(v) != "[[2 4] [6 8] [10]]" {
+		t.Fatalf("chunks = %v, %v", v, err)
+	}
+}
