@@ -1,0 +1,244 @@
+package engine_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	json "github.com/goccy/go-json"
+	"github.com/redis/rueidis"
+
+	"github.com/celerity-go/celerity/engine"
+	"github.com/celerity-go/celerity/internal/brokertest"
+	"github.com/celerity-go/celerity/transport/redis"
+)
+
+// canvasDB is the Redis database the canvas interop tests own: Python
+// Celery cannot be given a key prefix from the interop scripts, so the
+// tests isolate themselves by database and flush it.
+const canvasDB = 7
+
+// interopEnv is a Go app and the Python side sharing Redis DB canvasDB.
+type interopEnv struct {
+	app *engine.App
+	url string
+	dir string
+	env []string
+}
+
+func newInteropEnv(t *testing.T) *interopEnv {
+	t.Helper()
+	base := brokertest.RedisURL(t)
+	dir := brokertest.Celery(t)
+	i := strings.LastIndex(base, "/")
+	url := base[:i] + "/7"
+	flush := func() {
+		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{strings.TrimPrefix(base[:i], "redis://")}, SelectDB: canvasDB, DisableCache: true})
+		if err != nil {
+			t.Fatalf("redis: %v", err)
+		}
+		defer c.Close()
+		if err := c.Do(context.Background(), c.B().Flushdb().Build()).Error(); err != nil {
+			t.Fatalf("flushdb %d: %v", canvasDB, err)
+		}
+	}
+	flush()
+	t.Cleanup(flush)
+	ctx := context.Background()
+	b, err := redis.NewBroker(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := redis.NewBackend(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := engine.New(engine.Config{Broker: b, Backend: be, Hostname: "go-canvas@test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { app.Close() })
+	// The interop tasks of ../shared/interop/py_app.py, in Go.
+	engine.Register2(app, "interop.add", func(_ context.Context, x, y float64) (float64, error) { return x + y, nil }, engine.Params("x", "y"))
+	engine.Register2(app, "interop.mul", func(_ context.Context, x, y float64) (float64, error) { return x * y, nil }, engine.Params("x", "y"))
+	engine.Register1(app, "interop.xsum", func(_ context.Context, xs []float64) (float64, error) {
+		s := 0.0
+		for _, x := range xs {
+			s += x
+		}
+		return s, nil
+	}, engine.Params("numbers"))
+	env := append(os.Environ(), "CELERY_BROKER_URL="+url, "CELERY_RESULT_BACKEND="+url, "PYTHONDONTWRITEBYTECODE=1")
+	return &interopEnv{app: app, url: url, dir: dir, env: env}
+}
+
+// goWorker runs a Go worker on queues until the test ends.
+func (e *interopEnv) goWorker(t *testing.T, queues ...string) {
+	t.Helper()
+	w, err := e.app.Worker(engine.WorkerConfig{Queues: queues, Concurrency: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// pyWorker runs `celery worker -P solo` from the interop directory on
+// queue until the test ends.
+func (e *interopEnv) pyWorker(t *testing.T, queue string) {
+	t.Helper()
+	cmd := exec.Command(brokertest.Python, "-m", "celery", "-A", "py_app", "worker", "-P", "solo", "-Q", queue,
+		"-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", "py-"+queue+"@%h")
+	cmd.Dir, cmd.Env = e.dir, e.env
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	cmd.Stdout = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(p) })
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("python worker %s:\n%s", queue, logs.String())
+			mu.Unlock()
+		}
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// python runs an interop script and returns its JSON output lines.
+func (e *interopEnv) python(t *testing.T, stdin []byte, args ...string) []map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, brokertest.Python, args...)
+	cmd.Dir, cmd.Env, cmd.Stdin = e.dir, e.env, bytes.NewReader(stdin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python %v: %v\n%s", args, err, stderr.String())
+	}
+	var lines []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("python output %q: %v", sc.Text(), err)
+		}
+		lines = append(lines, m)
+	}
+	return lines
+}
+
+// TestInteropPythonCanvasOnGoWorker: chain, group and chord built by the
+// Python client run on a Go worker; Python reads the results.
+func TestInteropPythonCanvasOnGoWorker(t *testing.T) {
+	e := newInteropEnv(t)
+	// Celery applies apply_async(queue=...) to a chain's first task only:
+	// later steps go to the default queue, so the Go worker serves it too.
+	e.goWorker(t, "canvas-go", "celery")
+	sent := e.python(t, nil, "py_send.py", "chain", "group", "chord", "--queue", "canvas-go")
+	raw, _ := json.Marshal(sent)
+	var in bytes.Buffer
+	var list []json.RawMessage
+	json.Unmarshal(raw, &list)
+	for _, l := range list {
+		in.Write(l)
+		in.WriteByte('\n')
+	}
+	got := e.python(t, in.Bytes(), "py_collect.py", "-", "--timeout", "20")
+	if len(got) != 5 { // chain, 3 group members, chord
+		t.Fatalf("collected %d results: %v", len(got), got)
+	}
+	for _, r := range got {
+		if r["ok"] != true {
+			t.Errorf("%v: status %v result %v (want %v)", r["kind"], r["status"], r["result"], r["expect"])
+		}
+	}
+}
+
+// TestInteropGoCanvasOnPythonWorker: chain, group and chord built in Go
+// run on a Python worker; Go reads the results.
+func TestInteropGoCanvasOnPythonWorker(t *testing.T) {
+	e := newInteropEnv(t)
+	e.pyWorker(t, "canvas-py")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	q := func(s *engine.Signature) *engine.Signature { s.Options.Queue = "canvas-py"; return s }
+	chain, err := e.app.ApplyChain(ctx, q(engine.Sig("interop.add", 2, 3)), q(engine.Sig("interop.mul", 4)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := chain.Get(ctx); err != nil || v != float64(20) {
+		t.Fatalf("chain on Python = %v, %v; want 20", v, err)
+	}
+	g, err := e.app.ApplyGroup(ctx, q(engine.Sig("interop.add", 1, 1)), q(engine.Sig("interop.add", 2, 2)), q(engine.Sig("interop.mul", 3, 3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := g.Get(ctx); err != nil || len(v) != 3 || v[0] != float64(2) || v[1] != float64(4) || v[2] != float64(9) {
+		t.Fatalf("group on Python = %v, %v; want [2 4 9]", v, err)
+	}
+	chord, err := e.app.ApplyChord(ctx, []*engine.Signature{q(engine.Sig("interop.add", 1, 2)), q(engine.Sig("interop.add", 3, 4)), q(engine.Sig("interop.mul", 2, 5))},
+		q(engine.Sig("interop.xsum")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := chord.Get(ctx); err != nil || v != float64(20) {
+		t.Fatalf("chord on Python = %v, %v; want 20", v, err)
+	}
+}
+
+// TestInteropChordSplitAcrossGoAndPython: a chord whose header tasks run
+// on a Go worker and a Python worker; Redis counts the parts (Celery 5.2's
+// sorted set) and whichever finishes last sends the body.
+func TestInteropChordSplitAcrossGoAndPython(t *testing.T) {
+	e := newInteropEnv(t)
+	e.goWorker(t, "split-go")
+	e.pyWorker(t, "split-py")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	on := func(queue string, s *engine.Signature) *engine.Signature { s.Options.Queue = queue; return s }
+	for _, body := range []string{"split-go", "split-py"} {
+		var header []*engine.Signature
+		want := 0.0
+		for i := range 6 {
+			queue := "split-go"
+			if i%2 == 1 {
+				queue = "split-py"
+			}
+			header = append(header, on(queue, engine.Sig("interop.mul", i, 10)))
+			want += float64(i * 10)
+		}
+		res, err := e.app.ApplyChord(ctx, header, on(body, engine.Sig("interop.xsum")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := res.Get(ctx); err != nil || v != want {
+			t.Fatalf("split chord, body on %s = %v, %v; want %v", body, v, err, want)
+		}
+	}
+}
