@@ -17,32 +17,8 @@ import (
 	jsonv2 "github.com/goccy/go-json/v2"
 )
 
-// JSON follows kombu 5.2's kombu.utils.json:
-//
-//   - time.Time is written as Python's datetime.isoformat() with kombu's
-//     "+00:00" -> "Z" rewrite: "2024-01-02T03:04:05Z",
-//     "2024-01-02T03:04:05.123456+01:00" (microseconds, only when not zero;
-//     nanoseconds are truncated as Python has none).
-//   - []byte is refused with ErrUnsupported: kombu 5.2 raises EncodeError for
-//     bytes (it has no JSON form for them before 5.3).
-//   - UUID and decimal types are written by their own MarshalJSON/MarshalText
-//     (strings, as kombu's str(UUID) and str(Decimal)).
-//   - Encoding is compact and does not escape HTML; Python reads it as is.
-//
-// Decoding into a Go value follows encoding/json (numbers into an `any` are
-// float64: decode into int64, uint64 or json.Number fields to keep integers
-// beyond 2^53 exact), plus, for typed targets:
-//
-//   - time.Time accepts kombu's ISO strings with "Z", an offset, or no zone
-//     (naive, taken as UTC, which is Celery's convention), "YYYY-MM-DD", a
-//     space instead of "T", and kombu 5.3's tagged values
-//     {"__type__": "datetime" | "date", "__value__": "..."}.
-//   - []byte accepts a JSON string (its UTF-8 bytes: Python str -> bytes),
-//     and kombu 5.3's {"__type__": "bytes", ...} (UTF-8 text) and
-//     {"__type__": "base64", ...}.
-//
-// Tagged values decoded into `any` stay maps, and kombu 5.3's "uuid",
-// "decimal" and "time" tags are not converted.
+// The JSON rules (kombu 5.2 on output, 5.2 and 5.3 on input) are described
+// in doc.go.
 
 // ---- encoding ----
 

@@ -13,20 +13,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// msgpack follows kombu's packb(use_bin_type=True) / unpackb(raw=False):
-// Go strings are msgpack str, []byte is bin (Python bytes), time.Time is the
-// msgpack timestamp extension (-1), which Python's msgpack >= 1.0 reads as
-// msgpack.Timestamp; struct fields are named by their json tags, integers
-// are written in their smallest form, as Python does.
-//
-// Decoding into *any (and *[]any, *map[string]any) is this package's own
-// reader: integers become int64 (uint64 above MaxInt64), floats float64, str
-// string, bin []byte, timestamps time.Time, maps map[string]any with keys
-// converted as Python's json.dumps converts them. Other targets are filled
-// by vmihailenco/msgpack with json tags; `any` values nested inside them
-// come from its loose decoding (int64, uint64, float64, and bin as string).
-// Either way the whole body is first checked: one value, no trailing bytes,
-// lengths that fit the body, at most maxDepth levels.
+// The msgpack rules are described in doc.go.
 
 // maxDepth bounds the nesting of msgpack values we decode (as goccy/go-json
 // bounds JSON at 10000).
@@ -55,7 +42,46 @@ func appendMsgpack(dst []byte, v any) ([]byte, error) {
 	if err != nil {
 		return dst, fmt.Errorf("serializer: msgpack: %w", encodeErr(err))
 	}
+	// Python's unpackb (msgpack >= 1.0, strict_map_key) refuses map keys
+	// other than str and bytes, and a Celery worker then drops the message:
+	// refuse to write one.
+	r := mpReader{b: out[len(dst):]}
+	if err := r.checkKeys(0, false); err != nil {
+		return dst, err
+	}
 	return out, nil
+}
+
+// checkKeys walks one value and fails on a map key that is not str or bin.
+func (r *mpReader) checkKeys(depth int, key bool) error {
+	if depth > maxDepth {
+		return mpErr("nested deeper than %d levels", maxDepth)
+	}
+	v, err := r.next()
+	if err != nil {
+		return err
+	}
+	if key && v.kind != mpStr && v.kind != mpBin {
+		return fmt.Errorf("serializer: msgpack: %w: a map key that is not a string (Python's msgpack refuses it with strict_map_key, and the worker drops the message)", ErrUnsupported)
+	}
+	switch v.kind {
+	case mpArray:
+		for range v.n {
+			if err := r.checkKeys(depth+1, false); err != nil {
+				return err
+			}
+		}
+	case mpMap:
+		for range v.n {
+			if err := r.checkKeys(depth+1, true); err != nil {
+				return err
+			}
+			if err := r.checkKeys(depth+1, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 type msgpackDecoder struct {

@@ -123,7 +123,7 @@ func (s Serializer) Append(dst []byte, v any) ([]byte, error) {
 	case kindMsgpack:
 		return appendMsgpack(dst, v)
 	case kindYAML:
-		return appendYAML(dst, v)
+		return appendYAMLTree(dst, v)
 	case kindRaw, kindText:
 		switch x := v.(type) {
 		case []byte:

@@ -495,3 +495,21 @@ func TestJSONFloatsStayFloats(t *testing.T) {
 		t.Errorf("NaN: %v, want ErrUnsupported", err)
 	}
 }
+
+// TestMsgpackStringKeys: Python's msgpack refuses map keys other than str
+// and bytes (strict_map_key), so a body with one is never written.
+func TestMsgpackStringKeys(t *testing.T) {
+	t.Parallel()
+	for _, v := range []any{
+		map[int]string{1: "a"},
+		[]any{map[string]any{"ok": map[bool]int{true: 1}}},
+		struct{ M map[float64]int }{map[float64]int{1.5: 1}},
+	} {
+		if _, err := Msgpack.Append(nil, v); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "strict_map_key") {
+			t.Errorf("Append(%#v) = %v, want ErrUnsupported naming strict_map_key", v, err)
+		}
+	}
+	if _, err := Msgpack.Append(nil, map[string]any{"a": map[string]int{"b": 1}}); err != nil {
+		t.Errorf("string keys: %v", err)
+	}
+}

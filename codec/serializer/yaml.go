@@ -21,25 +21,7 @@ import (
 	"github.com/goccy/go-yaml/token"
 )
 
-// YAML is written by this package's own emitter, in flow style (JSON-like:
-// "[[2, 3], {\"a\": 1}]"), because PyYAML reads YAML 1.1 and goccy/go-yaml's
-// encoder writes YAML 1.2: it leaves strings such as 1e3, .inf or = unquoted
-// and writes raw control characters, which PyYAML reads as other types or
-// refuses. Here every string is double-quoted with escapes, floats always
-// carry a "." and a signed exponent as YAML 1.1 wants, time.Time is a plain
-// YAML timestamp (PyYAML gives a datetime) and []byte is !!binary (PyYAML
-// gives bytes). Values other than generic trees (structs, typed maps) go
-// through JSON first, so struct fields are named by their json tags.
-//
-// Decoding uses goccy/go-yaml into a generic tree, after two guards: the
-// lexer's tokens must not nest deeper than yamlMaxDepth (the parser's time
-// grows quadratically with depth), and aliases must not expand the
-// document beyond yamlMaxNodes (a "billion laughs"). The tree fills an *any
-// directly (timestamps stay strings, !!binary is []byte); other targets are
-// filled from the tree through the JSON decoder, so json tags, kombu's time
-// formats (PyYAML writes "2024-01-02 03:04:05+00:00") and []byte apply as
-// for JSON. goccy/go-yaml panics on some inputs; a panic is turned into
-// ErrDecode.
+// The YAML rules are described in doc.go.
 
 const (
 	// yamlMaxDepth bounds the nesting of a YAML body: flow collections, and
@@ -271,7 +253,7 @@ func yamlToJSON(dst, data []byte) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	if err := finiteTree(tree, 0); err != nil {
+	if err := finiteTree(tree); err != nil {
 		return dst, fmt.Errorf("serializer: yaml: %w", err)
 	}
 	out, err := appendJSONRaw(dst, tree, yamlToJSONOpts)
@@ -283,7 +265,7 @@ func yamlToJSON(dst, data []byte) ([]byte, error) {
 
 // finiteTree reports the first NaN or infinity of a generic tree, which
 // JSON cannot carry.
-func finiteTree(v any, depth int) error {
+func finiteTree(v any) error {
 	switch x := v.(type) {
 	case float64:
 		if math.IsNaN(x) || math.IsInf(x, 0) {
@@ -291,13 +273,13 @@ func finiteTree(v any, depth int) error {
 		}
 	case []any:
 		for _, e := range x {
-			if err := finiteTree(e, depth+1); err != nil {
+			if err := finiteTree(e); err != nil {
 				return err
 			}
 		}
 	case map[string]any:
 		for _, e := range x {
-			if err := finiteTree(e, depth+1); err != nil {
+			if err := finiteTree(e); err != nil {
 				return err
 			}
 		}
@@ -306,10 +288,6 @@ func finiteTree(v any, depth int) error {
 }
 
 // ---- the emitter ----
-
-func appendYAML(dst []byte, v any) ([]byte, error) {
-	return appendYAMLTree(dst, v)
-}
 
 // appendYAMLTree emits v, then a newline.
 func appendYAMLTree(dst []byte, v any) ([]byte, error) {
