@@ -38,6 +38,7 @@ func commands() []command {
 		{"call", "send a task by name", runCall},
 		{"result", "print a task's result", runResult},
 		{"purge", "drop the waiting messages of queues", runPurge},
+		{"bench", "benchmark enqueue, drain, throughput and latency (see package bench)", runBench},
 	}
 }
 
@@ -281,12 +282,13 @@ func runCall(ctx context.Context, args []string, o Options) error {
 		fs.Usage()
 		return errUsage
 	}
+	// Numbers stay as written (json.Number): 1 must not become 1.0.
 	var a []any
 	var kw map[string]any
-	if err := json.Unmarshal([]byte(sf.args), &a); err != nil {
+	if err := decodeJSONArg(sf.args, &a); err != nil {
 		return fmt.Errorf("--args: %w", err)
 	}
-	if err := json.Unmarshal([]byte(sf.kwargs), &kw); err != nil {
+	if err := decodeJSONArg(sf.kwargs, &kw); err != nil {
 		return fmt.Errorf("--kwargs: %w", err)
 	}
 	opts, err := sf.options()
@@ -307,6 +309,12 @@ func runCall(ctx context.Context, args []string, o Options) error {
 		return printResult(ctx, app, res.ID, *wait, o)
 	}
 	return nil
+}
+
+func decodeJSONArg(s string, dst any) error {
+	d := json.NewDecoder(strings.NewReader(s))
+	d.UseNumber()
+	return d.Decode(dst)
 }
 
 func (sf *sendFlags) options() ([]engine.Option, error) {

@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	json "github.com/goccy/go-json"
+)
+
+func TestBenchFlags(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := run(t, Options{}, "bench", "--help")
+	for _, flag := range []string{"-n ", "-latency-n", "-c ", "-prefetch-multiplier", "-payload", "-serializer",
+		"-compression", "-acks-late", "-pool", "-compare", "-json", "-html", "-scenarios", "-broker"} {
+		if !strings.Contains(stderr, flag) {
+			t.Errorf("bench --help lacks %s", flag)
+		}
+	}
+	if code != 0 {
+		t.Errorf("--help exit %d", code)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"bench", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"bench", "extra"}, 2, "usage: celerity bench"},
+		{[]string{"bench", "-n", "-5"}, 1, "n -5 < 0"},
+		{[]string{"bench", "--serializer", "pickle"}, 1, `serializer "pickle"`},
+		{[]string{"bench", "--scenarios", "drain,nosuch"}, 1, `unknown scenario "nosuch"`},
+		{[]string{"bench", "--compare", "rq"}, 1, `compare "rq"`},
+		{[]string{"bench", "--broker", "kafka://x"}, 1, "unsupported transport"},
+		{[]string{"bench", "--loglevel", "loud"}, 1, "--loglevel"},
+	} {
+		code, _, stderr := run(t, Options{}, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: code %d (want %d), stderr %q (want %q)", tc.args, code, tc.code, stderr, tc.want)
+		}
+	}
+}
+
+func TestBenchPrintsTableJSONAndHTML(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := run(t, Options{}, "bench", "-n", "2000", "--latency-n", "100")
+	if code != 0 {
+		t.Fatalf("bench exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"celerity bench: memory", "enqueue-batch", "drain", "throughput", "p99.9", "buffered chan", "canvas: the engine has no group/chord"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("table lacks %q:\n%s", want, stdout)
+		}
+	}
+	if !strings.Contains(stderr, "100% 2000/2000") {
+		t.Errorf("no progress on stderr: %q", stderr)
+	}
+
+	html := filepath.Join(t.TempDir(), "bench.html")
+	code, stdout, stderr = run(t, Options{}, "bench", "-n", "1000", "--latency-n", "50", "--scenarios", "drain,latency",
+		"--json", "--quiet", "--html", html, "-c", "1", "--payload", "10", "--acks-late")
+	if code != 0 || stderr != "" {
+		t.Fatalf("bench --json exit %d: %q", code, stderr)
+	}
+	var rep struct {
+		Settings struct {
+			N           int  `json:"n"`
+			Concurrency int  `json:"concurrency"`
+			Payload     int  `json:"payload_bytes"`
+			AcksLate    bool `json:"acks_late"`
+		} `json:"settings"`
+		Results []struct {
+			Scenario string  `json:"scenario"`
+			Rate     float64 `json:"rate"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, stdout)
+	}
+	if rep.Settings.N != 1000 || rep.Settings.Concurrency != 1 || rep.Settings.Payload != 10 || !rep.Settings.AcksLate ||
+		len(rep.Results) != 2 || rep.Results[0].Scenario != "drain" || rep.Results[1].Rate <= 0 {
+		t.Fatalf("report: %+v", rep)
+	}
+	page, err := os.ReadFile(html)
+	if err != nil || !strings.Contains(string(page), "<svg") {
+		t.Fatalf("--html: %v, %.100q", err, page)
+	}
+}
