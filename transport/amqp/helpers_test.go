@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/celerity-go/celerity/codec"
 	"github.com/celerity-go/celerity/internal/brokertest"
+	"github.com/celerity-go/celerity/transport/transporttest"
 )
 
 // The tests run in a vhost of their own, created with rabbitmqctl when it
@@ -160,3 +162,6 @@ func testQueue(t testing.TB, name string) string {
 	})
 	return q
 }
+
+// newTask returns a complete task message for queue q.
+func newTask(q, id string) *codec.Message { return transporttest.NewMessage(q, id, 0) }
