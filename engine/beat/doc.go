@@ -1,9 +1,13 @@
-// Package beat is the scheduling core of celerity's beat: Celery's interval
-// and crontab schedules, schedule entries loaded from a config file in the
-// shape of Celery's beat_schedule setting, and the persisted "last run"
-// state with its catch-up policy. It has no clock, broker or goroutines of
-// its own: every decision takes now as an argument, so a beat loop (and a
-// test with a fake clock) drives it.
+// Package beat is celerity's beat: Celery's interval and crontab
+// schedules, schedule entries defined in Go or loaded from a config file
+// in the shape of Celery's beat_schedule setting, the persisted "last run"
+// state with its catch-up policy, and Service, the loop that sends each
+// entry's task when it is due, with a lease so that several instances can
+// run without sending a run twice.
+//
+// The scheduling core (schedules, entries, state) has no clock, broker or
+// goroutines of its own: every decision takes now as an argument, so the
+// Service loop (and a test with a fake clock) drives it.
 //
 // # Schedules
 //
@@ -112,8 +116,82 @@
 //     package for them (not installed with Debian's Celery either), and a
 //     config entry using one is an error.
 //
+// # The service
+//
+// NewService takes a Sender (the *engine.App) and a ServiceConfig: the
+// entries, the state file, the Locker and the timings. Service.Run loops:
+//
+//  1. Take the lease, or renew it when a third of LeaseTTL has passed. A
+//     standby (the lease is someone else's) tries again every
+//     RetryInterval and sends nothing.
+//  2. On taking the lease, load the Locker's records and adopt, per
+//     entry, a record whose last run is later than the entry's own; give
+//     entries with no record one (tick = last run), so that a successor
+//     schedules from the same point.
+//  3. For each due entry, claim its run: the tick is the run's
+//     scheduled time, Schedule.Next(LastRunAt), and the claim records it
+//     with the new last run (now) in the Locker. Then write the state
+//     file, then send the claimed runs with app.SendRaw, mapping the
+//     entry's Options to engine options (queue, exchange, routing_key,
+//     priority 0-9, expires, time_limit, soft_time_limit, serializer,
+//     compression, headers) and the task id TaskID(entry, task, tick).
+//  4. Sleep until the earliest of: the next due entry, the lease renewal,
+//     MaxInterval (Celery's beat_max_loop_interval). There is no polling
+//     in between.
+//
+// Runs are claimed before they are sent, in the Locker and in the state
+// file: a crash or a failed send between the claim and the send loses
+// that run (it is logged), it never repeats it. A send that the broker
+// refuses is logged and, as in Celery, not retried.
+//
+// # Lease and de-duplication
+//
+// A Locker (RedisLocker on the broker's Redis, MemoryLocker in one
+// process) holds two things: a lease with an expiry, held by at most one
+// instance's token, and per entry a Record of the last claimed run: its
+// tick, last run time and run count. Claim is atomic: it succeeds only if
+// the caller's token holds the lease and the tick is later than the
+// recorded one. Hence:
+//
+//   - Two instances never send the same run: the second claim of a tick
+//     fails (ErrTickClaimed), and ticks of an entry only grow.
+//   - A leader that lost its lease without noticing (paused, cut off
+//     from Redis, its renewal late) cannot claim (ErrLeaseLost): it steps
+//     down and sends nothing more, even if it still thinks it leads.
+//   - The new leader continues from the records: the runs of an entry
+//     form one sequence whichever instance sends them, and a run sent by
+//     the old leader is never sent again by the new one.
+//
+// Hand-over: a leader that stops releases the lease, and a standby takes
+// it within RetryInterval. A leader that dies keeps it until it expires,
+// at most LeaseTTL after its last renewal; runs that fell due meanwhile
+// are sent once, at once, by the new leader (the catch-up policy above),
+// so with LeaseTTL + RetryInterval no longer than an entry's interval no
+// run of it is skipped, only delayed. The task id being a function of the entry, the
+// task and the tick, a run has the same id whichever instance sends it.
+// Lease expiry uses the Redis server's clock; ticks and last runs use
+// the leader's, so instances should keep their clocks in sync (a leader
+// whose clock lags waits longer, it does not send twice).
+//
+// The records carry absolute times, so the timezone reset of the state
+// file does not apply to them: when they are later than the local state
+// they win.
+//
+// # Shutdown
+//
+// Cancelling Run's context is a soft stop: the runs being claimed and
+// sent in the current iteration are sent, then Run writes the state file
+// and releases the lease (bounded by 2 seconds), in that order, and
+// returns. Terminate is a hard stop: it also cancels the send or Locker
+// call in flight (a claimed run may then be lost, never sent twice), and
+// Run then saves and releases the same way. A standby that never led
+// writes nothing.
+//
 // # Concurrency
 //
 // Interval and Crontab are immutable and safe for concurrent use. Entry
 // and State are plain data owned by one goroutine, normally the beat loop.
+// A Service's entries belong to its Run goroutine; IsLeader, State and
+// Terminate are safe to call from others. MemoryLocker and RedisLocker
+// are safe for concurrent use.
 package beat

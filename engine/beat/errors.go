@@ -23,4 +23,21 @@ var (
 	// ErrState is returned, wrapped with the reason, when a persisted
 	// schedule state file is malformed or has an unknown version.
 	ErrState = errors.New("beat: invalid schedule state")
+
+	// ErrServiceConfig is returned by NewService, wrapped with the field or
+	// entry at fault, for a ServiceConfig it cannot run.
+	ErrServiceConfig = errors.New("beat: invalid service config")
+
+	// ErrLeaseLost is returned by Locker.Claim when the caller's token does
+	// not hold the lease (it expired or another instance took it): the
+	// caller is no longer the leader and must not send.
+	ErrLeaseLost = errors.New("beat: lease not held")
+
+	// ErrTickClaimed is returned by Locker.Claim when the entry's recorded
+	// tick is at or after the one claimed: that run was already sent (by
+	// this or another instance) and must not be sent again.
+	ErrTickClaimed = errors.New("beat: tick already claimed")
+
+	// ErrRunning is returned by Service.Run when the service already ran.
+	ErrRunning = errors.New("beat: service already ran")
 )
