@@ -25,6 +25,19 @@ import (
 // maxBatch bounds one fetch script call (its HSET/ZADD argument lists).
 const maxBatch = 1000
 
+// minBatchWindow is the smallest prefetch window for which Fetch, while
+// the caller holds messages, waits until an eighth of the window is free
+// instead of fetching as soon as one slot is.
+const minBatchWindow = 32
+
+// ackLinger is how long an acknowledgement may wait for a fetch to carry
+// it before the flusher sends it on its own.
+const ackLinger = time.Millisecond
+
+// maxPendingAcks bounds the acknowledgements waiting to be sent; Ack sends
+// them itself beyond it.
+const maxPendingAcks = 4096
+
 // watchTimeout is the server-side timeout of a watcher's BLMOVE; a
 // watcher re-issues it while the consumer is still waiting.
 const watchTimeout = 5 // seconds
@@ -50,6 +63,7 @@ type Consumer struct {
 	lost           []string // scores of fetches whose reply was lost
 	nStr           string   // cached decimal of nLast
 	nLast          int
+	spareAcks      []string // the previous acks slice, for reuse
 
 	id string // random, for nonces and the mutex token
 
@@ -59,6 +73,10 @@ type Consumer struct {
 	held     int
 	prefetch int
 	seq      uint64
+
+	ackMu   sync.Mutex
+	acks    []string      // acknowledged tags not yet sent (see Ack)
+	ackKick chan struct{} // wakes the ack flusher
 
 	room    chan struct{} // an ack, reject or SetPrefetch made room
 	wake    chan struct{} // a watcher saw a list become non-empty
@@ -110,6 +128,7 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (tr
 		b: b, names: names, rr: b.cfg.queueOrder == "round_robin" && len(names) > 1,
 		id: hex.EncodeToString(idb[:]), prefetch: prefetch,
 		room: make(chan struct{}, 1), wake: make(chan struct{}, 1), done: make(chan struct{}),
+		ackKick: make(chan struct{}, 1),
 	}
 	for _, q := range names {
 		if q == "" {
@@ -138,9 +157,10 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (tr
 			go c.watch(c.lists[q][bk], arm)
 		}
 	}
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.heartbeat()
 	go c.restorer()
+	go c.ackFlusher()
 	b.mu.Lock()
 	b.consumers[c] = struct{}{}
 	b.mu.Unlock()
@@ -164,12 +184,17 @@ func (c *Consumer) Fetch(ctx context.Context, dst []*codec.Message) (int, error)
 			return 0, ErrClosed
 		}
 		c.mu.Lock()
-		room := len(dst)
+		room, least := len(dst), 1
 		if c.prefetch > 0 {
 			room = min(room, c.prefetch-c.held)
+			if c.held > 0 && c.prefetch >= minBatchWindow {
+				// Work is in hand: wait for a worthwhile batch rather
+				// than fetching a few messages per acknowledgement.
+				least = min(len(dst), c.prefetch) / 8
+			}
 		}
 		c.mu.Unlock()
-		if room <= 0 {
+		if room < max(least, 1) {
 			select {
 			case <-c.room:
 				continue
@@ -246,12 +271,24 @@ func (c *Consumer) fetchOnce(dst []*codec.Message) (n, raw int, err error) {
 	for k := range nq {
 		args = append(args, c.qjson[(c.next+k)%nq])
 	}
+	c.ackMu.Lock()
+	acks := c.acks
+	args = append(args, acks...)
+	c.acks = c.spareAcks[:0]
+	c.ackMu.Unlock()
 	c.keyBuf, c.argBuf = keys, args
 
 	// Never cancelled: once the script may have run, its reply must be
 	// read, or the popped messages would wait for the visibility timeout.
 	res := luaFetch.exec(context.Background(), b.client, keys, args)
 	arr, err := res.ToArray()
+	if err != nil && !rueidis.IsRedisNil(err) && len(acks) > 0 {
+		c.ackMu.Lock() // not sent, or maybe sent: acks are idempotent, send again
+		c.acks = append(c.acks, acks...)
+		c.ackMu.Unlock()
+		acks = nil
+	}
+	c.spareAcks = acks
 	if err != nil {
 		if rueidis.IsRedisNil(err) {
 			return 0, 0, nil
@@ -380,15 +417,67 @@ func (c *Consumer) untrackAll(msgs []*codec.Message) ([]string, error) {
 	return tags, err
 }
 
-// Ack implements transport.Consumer: one script call (ZREM unacked_index
-// + HDEL unacked) for all of msgs. A connection error is retried for up
-// to the retry timeout (acks are idempotent).
+// Ack implements transport.Consumer. The tags are removed from the
+// unacked bookkeeping (ZREM unacked_index + HDEL unacked) by the next fetch
+// script, or by a background flush at most about a millisecond later: a
+// batch of acknowledgements costs no round trip of its own. As with AMQP's
+// basic.ack, Ack returns before Redis has the acknowledgement; Close
+// sends what is pending. Connection errors are retried (acks are
+// idempotent) and logged.
 func (c *Consumer) Ack(msgs ...*codec.Message) error {
 	tags, err := c.untrackAll(msgs)
-	if len(tags) > 0 {
-		err = errors.Join(err, c.forget(tags))
+	if len(tags) == 0 {
+		return err
+	}
+	c.ackMu.Lock()
+	c.acks = append(c.acks, tags...)
+	flush := len(c.acks) >= maxPendingAcks
+	c.ackMu.Unlock()
+	if flush {
+		return errors.Join(err, c.flushAcks())
+	}
+	select {
+	case c.ackKick <- struct{}{}:
+	default:
 	}
 	return err
+}
+
+// flushAcks sends the pending acknowledgements.
+func (c *Consumer) flushAcks() error {
+	c.ackMu.Lock()
+	tags := c.acks
+	c.acks = nil
+	c.ackMu.Unlock()
+	if len(tags) == 0 {
+		return nil
+	}
+	var errs []error
+	for len(tags) > 0 {
+		chunk := tags[:min(len(tags), maxBatch)]
+		tags = tags[len(chunk):]
+		errs = append(errs, c.forget(chunk))
+	}
+	return errors.Join(errs...)
+}
+
+// ackFlusher sends acknowledgements that no fetch carried within
+// ackLinger.
+func (c *Consumer) ackFlusher() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.ackKick:
+		case <-c.done:
+			return
+		}
+		if !sleep(c.done, ackLinger) {
+			return
+		}
+		if err := c.flushAcks(); err != nil {
+			c.b.log.Error("redis: acknowledgements failed; the messages will be redelivered", "err", err)
+		}
+	}
 }
 
 // forget removes tags from the unacked bookkeeping.
@@ -467,6 +556,9 @@ func (c *Consumer) Close() error {
 		c.fetchMu.Lock() // wait for a fetch in flight; its messages are tracked
 		c.fetchMu.Unlock()
 		c.wg.Wait()
+		if !c.b.closed.Load() {
+			c.closeErr = c.flushAcks()
+		}
 		c.mu.Lock()
 		held := make([]slot, 0, c.held)
 		for i, s := range c.slots {
@@ -485,7 +577,7 @@ func (c *Consumer) Close() error {
 			tags[i] = s.tag
 		}
 		if len(tags) > 0 && !c.b.closed.Load() {
-			c.closeErr = c.restore(context.Background(), tags, false)
+			c.closeErr = errors.Join(c.closeErr, c.restore(context.Background(), tags, false))
 		}
 		if len(c.lost) > 0 && !c.b.closed.Load() {
 			c.closeErr = errors.Join(c.closeErr, c.recoverLost())
@@ -652,7 +744,7 @@ func (b *Broker) RestoreVisible(ctx context.Context) (int, error) {
 		res := luaRestoreVisible.exec(ctx, b.client,
 			[]string{b.unackedIndex, b.unacked, b.unackedMutex},
 			[]string{b.cfg.keyPrefix, Sep, ceil, strconv.Itoa(batch), hex.EncodeToString(token),
-				strconv.FormatInt(b.cfg.unackedMutexExpire.Milliseconds(), 10)})
+				strconv.FormatInt(b.cfg.unackedMutexExpire.Milliseconds(), 10), skiplistSentinel})
 		vals, err := res.AsIntSlice()
 		if err != nil {
 			return total, fmt.Errorf("redis: restore visible: %w", err)
@@ -679,10 +771,35 @@ func unixScore(t time.Time) string {
 }
 
 // deliveryTag finds the delivery tag of a raw envelope exactly as the
-// fetch script does (Lua: string.match(env,
-// '"delivery_tag"%s*:%s*"([^"\\]*)"')), so that both agree on the key of
-// the unacked entry. "" means none (or empty).
+// fetch script does, so that both agree on the key of the unacked entry.
+// "" means none (or empty).
+//
+// Fast path, for kombu's layout (and ours), where the tag is the last
+// property and properties the last member: the envelope ends with `"}}`
+// and its last 81 bytes contain `"delivery_tag": "`; the tag is what lies
+// between the first such occurrence and the final `"}}`, if it holds no
+// quote or backslash. Otherwise the first match of the Lua pattern
+// '"delivery_tag"%s*:%s*"([^"\\]*)"'.
 func deliveryTag(env string) string {
+	const fast = `"delivery_tag": "`
+	if strings.HasSuffix(env, `"}}`) {
+		from := max(0, len(env)-81) // Lua: find(env, fast, max(1, #env - 80), true)
+		if i := strings.Index(env[from:], fast); i >= 0 {
+			start := from + i + len(fast)
+			if start <= len(env)-3 {
+				tag := env[start : len(env)-3]
+				if tag != "" && !strings.ContainsAny(tag, `"\`) {
+					return tag
+				}
+			}
+		}
+	}
+	return deliveryTagPattern(env)
+}
+
+// deliveryTagPattern is Lua's string.match(env,
+// '"delivery_tag"%s*:%s*"([^"\\]*)"').
+func deliveryTagPattern(env string) string {
 	const key = `"delivery_tag"`
 	for from := 0; ; {
 		i := strings.Index(env[from:], key)

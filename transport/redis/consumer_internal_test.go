@@ -49,6 +49,10 @@ func TestLuaAndGoAgreeOnTags(t *testing.T) {
 		`{"delivery_tag": "a\\b", "properties": {"delivery_tag": "second"}}`,
 		`{"properties": {"delivery_tag": ""}}`,
 		`garbage without a tag`,
+		`{"headers": {"delivery_tag": "first"}, "properties": {"body_encoding": "base64", "delivery_tag": "fast-last"}}`,
+		`{"properties": {"delivery_tag": "a\"b"}, "x": {"delivery_tag": "fallback"}}`,
+		`{"properties": {"delivery_tag": "esc\"aped"}}`,
+		`"delivery_tag": "}}`,
 	}
 	list := b.listKeys([]byte("tags"))[0]
 	for _, e := range envs {

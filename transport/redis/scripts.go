@@ -12,30 +12,47 @@ package redis
 // ARGV: max count, score (unix time), nonce for tags of envelopes without
 // one, number of queues, "1" for round robin (share the batch between
 // queues) or "0" (drain in order), then the JSON-quoted queue names in the
-// rotation order.
+// rotation order, then delivery tags to acknowledge first (acks ride on
+// the next fetch: one script call instead of two).
 //
 // The unacked hash gets kombu's triple [envelope, "", queue]: exchange ""
 // with the queue as routing key, which kombu's restore (and ours) sends
 // back to exactly the queue the message was taken from.
 //
 // It returns the envelopes in delivery order. The delivery tag used as the
-// bookkeeping key is the first match of the pattern below (the same rule
-// is in deliveryTag); an envelope without one is recorded under
-// nonce..":"..position so that the consumer can still acknowledge it.
+// bookkeeping key is found by the rule deliveryTag implements in Go (kombu's
+// layout, with the tag last, is recognised from the end of the envelope;
+// anything else takes the first match of a pattern); an envelope without
+// one is recorded under nonce..":"..position so that the consumer can
+// still acknowledge it.
 var luaFetch = newScript(`
 local n = tonumber(ARGV[1])
 local score, nonce = ARGV[2], ARGV[3]
 local nq = tonumber(ARGV[4])
 local rr = ARGV[5] == '1'
 local nb = (#KEYS - 2) / nq
+local first = 6 + nq
+while first <= #ARGV do
+  local last = math.min(#ARGV, first + 4000)
+  redis.call('ZREM', KEYS[1], unpack(ARGV, first, last))
+  redis.call('HDEL', KEYS[2], unpack(ARGV, first, last))
+  first = last + 1
+end
 local out, h, z = {}, {}, {}
+local find, sub, max = string.find, string.sub, math.max
 local function take(key, qname, k)
   local items = redis.call('RPOP', key, k)
   if not items then return 0 end
   for i = 1, #items do
     local env = items[i]
     local pos = #out + 1
-    local tag = string.match(env, '"delivery_tag"%s*:%s*"([^"\\]*)"')
+    local tag
+    local a, b = find(env, '"delivery_tag": "', max(1, #env - 80), true)
+    if a and sub(env, -3) == '"}}' then
+      tag = sub(env, b + 1, -4)
+      if tag == '' or find(tag, '["\\]') then tag = nil end
+    end
+    if not tag then tag = string.match(env, '"delivery_tag"%s*:%s*"([^"\\]*)"') end
     if not tag or tag == '' then tag = nonce .. ':' .. pos end
     out[pos] = env
     h[#h + 1] = tag
@@ -281,7 +298,11 @@ return {r, d}
 // tags whose score is at most ARGV[3] (now - visibility_timeout).
 // ARGV[5]: mutex token, ARGV[6]: mutex expiry in ms.
 // Returns {found, restored, dropped}, found = -1 when the mutex was held.
+//
+// It also (re)adds the skiplist sentinel (ARGV[7]) to unacked_index with
+// score -1: see skiplistSentinel.
 var luaRestoreVisible = newScript(luaRestoreLib + `
+redis.call('ZADD', index, -1, ARGV[7])
 if not redis.call('SET', KEYS[3], ARGV[5], 'NX', 'PX', ARGV[6]) then return {-1, 0, 0} end
 local tags = redis.call('ZREVRANGEBYSCORE', index, ARGV[3], 0, 'LIMIT', 0, ARGV[4])
 local r, d = 0, 0
@@ -292,6 +313,16 @@ end
 redis.call('DEL', KEYS[3])
 return {#tags, r, d}
 `)
+
+// skiplistSentinel is a member kept in unacked_index with score -1. A
+// sorted set with a member longer than 64 bytes (zset-max-listpack-value)
+// is stored as a skiplist, and stays one while it is not empty; without
+// it the index, which holds about a prefetch window of tags, is a listpack
+// whose every ZADD and ZREM scans it linearly, which made ZADD the most
+// expensive command of a fetch (measured 1-3 µs per member against 0.3 µs).
+// Restorers, kombu's and ours, only look at scores from 0 up, so they never
+// see it.
+const skiplistSentinel = "celerity:keeps-unacked_index-a-skiplist(member>64B,score-1,never-restored)"
 
 // luaPurge empties the lists KEYS (a queue's priority buckets) and returns
 // how many messages they held.

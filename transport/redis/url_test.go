@@ -157,6 +157,11 @@ func TestDeliveryTag(t *testing.T) {
 		{`not json "delivery_tag": "still"`, "still"},
 		{`{"body": "x"}`, ""},
 		{`{"delivery_tag": "unterminated`, ""},
+		// Fast path: kombu's layout, tag last.
+		{`{"headers": {"delivery_tag": "first"}, "properties": {"body_encoding": "base64", "delivery_tag": "last"}}`, "last"},
+		{`{"properties": {"delivery_tag": "a\"b"}}`, ""},
+		{`{"properties": {"delivery_tag": ""}}`, ""},
+		{`"delivery_tag": "}}`, ""},
 	} {
 		if got := deliveryTag(tc.env); got != tc.want {
 			t.Errorf("deliveryTag(%q) = %q, want %q", tc.env, got, tc.want)

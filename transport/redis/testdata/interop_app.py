@@ -30,3 +30,8 @@ def retry(self, times):
     if self.request.retries < times:
         raise self.retry(countdown=0.1)
     return self.request.retries
+
+
+@app.task(name='interop_bench.noop', acks_late=True, ignore_result=True)
+def noop():
+    """The benchmark's no-op task (acks_late, result ignored)."""
