@@ -59,6 +59,9 @@ type Config struct {
 	Batch int
 	// Clients is the number of concurrent round-trip clients (default 1).
 	Clients int
+	// CanvasWidth is the number of header tasks of each chord of the
+	// canvas scenario (default 100).
+	CanvasWidth int
 	// Payload is the size in bytes of the string argument each task gets
 	// (default 0: no arguments).
 	Payload int
@@ -156,6 +159,9 @@ func (c Config) withDefaults() Config {
 	if c.Clients == 0 {
 		c.Clients = 1
 	}
+	if c.CanvasWidth == 0 {
+		c.CanvasWidth = 100
+	}
 	if c.Serializer == "" {
 		c.Serializer = "json"
 	}
@@ -188,7 +194,7 @@ func (c Config) validate() error {
 	}{
 		{"latency n", c.LatencyN}, {"concurrency", c.Concurrency},
 		{"prefetch multiplier", c.PrefetchMultiplier}, {"producers", c.Producers},
-		{"batch", c.Batch}, {"clients", c.Clients},
+		{"batch", c.Batch}, {"clients", c.Clients}, {"canvas width", c.CanvasWidth},
 	} {
 		if f.v < 1 {
 			bad("%s %d < 1", f.name, f.v)
@@ -226,8 +232,9 @@ func (c Config) validate() error {
 }
 
 // Run runs the configured scenarios one after the other and returns their
-// report. A scenario that cannot run here (canvas before the engine has
-// groups, a raw ceiling or a Celery comparison that is not available) is
+// report. A scenario that cannot run here (canvas without a backend that
+// counts chords, a raw ceiling or a Celery comparison that is not
+// available) is
 // reported with the reason; an error is returned only when the harness
 // itself cannot go on (bad config, broker unreachable, a scenario that
 // failed or timed out).
@@ -281,7 +288,7 @@ func (c Config) settings(tr Transport) Settings {
 		Transport: tr.Name(), Broker: brokerName(c.Broker), Backend: Redact(c.Backend),
 		Scenarios: c.Scenarios, N: c.N, LatencyN: c.LatencyN, Concurrency: c.Concurrency,
 		PrefetchMultiplier: c.PrefetchMultiplier, Producers: c.Producers, Batch: c.Batch,
-		Clients: c.Clients, Payload: c.Payload, Serializer: c.Serializer, Compression: c.Compression,
+		Clients: c.Clients, CanvasWidth: c.CanvasWidth, Payload: c.Payload, Serializer: c.Serializer, Compression: c.Compression,
 		AcksLate: c.AcksLate, Pool: c.Pool, Compare: c.Compare,
 	}
 }

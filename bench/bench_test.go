@@ -30,6 +30,7 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{Config{Serializer: "pickle"}, `serializer "pickle"`, ErrBadConfig},
 		{Config{Pool: "prefork"}, `pool "prefork"`, ErrBadConfig},
 		{Config{Compare: "rq"}, `compare "rq"`, ErrBadConfig},
+		{Config{CanvasWidth: -1}, "canvas width -1 < 1", ErrBadConfig},
 		{Config{Scenarios: []string{"drain", "nosuch"}}, `"nosuch" (known: enqueue, enqueue-batch, drain`, ErrUnknownScenario},
 		{Config{Scenarios: []string{"drain", "drain"}}, `"drain" listed twice`, ErrBadConfig},
 		{Config{Broker: "kafka://x"}, "kafka://x", ErrUnsupportedTransport},
@@ -67,8 +68,13 @@ func checkReport(t *testing.T, rep *Report, n, latencyN int, transportName strin
 	}
 	for _, r := range rep.Results {
 		if r.Scenario == ScenarioCanvas {
-			if r.Skipped != ErrCanvasUnavailable.Error() {
-				t.Errorf("canvas: skipped %q", r.Skipped)
+			switch {
+			case transportName == "amqp": // rpc:// cannot count chord parts
+				if r.Skipped != ErrChordsUnsupported.Error() {
+					t.Errorf("canvas on rpc://: skipped %q", r.Skipped)
+				}
+			case r.Skipped != "" || r.Tasks != n || r.Rate <= 0 || r.Failed != 0 || r.Ceiling != nil:
+				t.Errorf("canvas: %+v", r)
 			}
 			continue
 		}
@@ -93,7 +99,7 @@ func TestRunEveryScenarioOnMemory(t *testing.T) {
 	t.Parallel()
 	var progress bytes.Buffer
 	rep, err := Run(context.Background(), Config{N: 3000, LatencyN: 300, Concurrency: 2, Producers: 2,
-		Clients: 2, Payload: 64, Progress: &progress, Compare: "celery"})
+		Clients: 2, Payload: 64, CanvasWidth: 30, Progress: &progress, Compare: "celery"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +112,7 @@ func TestRunEveryScenarioOnMemory(t *testing.T) {
 	}
 	// Not a terminal: one final line per phase, no carriage returns.
 	p := progress.String()
-	if strings.Contains(p, "\r") || !strings.Contains(p, "100% 3000/3000") || !strings.Contains(p, "canvas") {
+	if strings.Contains(p, "\r") || !strings.Contains(p, "100% 3000/3000") || !strings.Contains(p, "100% 3100/3100") {
 		t.Errorf("progress output: %q", p)
 	}
 }
@@ -240,7 +246,7 @@ func TestCompareWithPythonCeleryOnRedis(t *testing.T) {
 	brokertest.Celery(t)
 	rep, err := Run(context.Background(), Config{Broker: redisBenchURL(t), Prefix: strings.TrimSuffix(brokertest.Prefix(t), "-"),
 		N: 200, LatencyN: 30, Compare: "celery", Python: brokertest.Python, Timeout: 2 * time.Minute,
-		Scenarios: []string{ScenarioEnqueue, ScenarioDrain, ScenarioThroughput, ScenarioLatency}})
+		CanvasWidth: 20, Scenarios: []string{ScenarioEnqueue, ScenarioDrain, ScenarioThroughput, ScenarioLatency, ScenarioCanvas}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -253,6 +253,20 @@ func (py *celeryRunner) run(ctx context.Context, r *runner, scenario string, n i
 		}
 		l := h.Summary()
 		fig.Latency, fig.CDF, fig.Elapsed = &l, h.CDF(), seconds(total)
+	case ScenarioCanvas:
+		w, err := py.startWorker(ctx, r.tr, queue, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer w.stop()
+		width := min(py.cfg.CanvasWidth, n)
+		fig.Tasks = max(n/width, 1) * width
+		var out struct{ Start, Elapsed float64 }
+		if err := py.script(ctx, py.env(r.tr, queue), &out, "canvas", strconv.Itoa(n), strconv.Itoa(width)); err != nil {
+			return nil, err
+		}
+		fig.Elapsed = seconds(out.Elapsed)
+		n = fig.Tasks
 	default:
 		return nil, errors.New("no Python Celery counterpart")
 	}

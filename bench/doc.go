@@ -15,10 +15,13 @@
 //	latency        round trips one after the other (Config.Clients at once):
 //	               send a task, run it, wait for its result; p50/p90/p99/p99.9
 //	               from a log-linear (HDR-style) Histogram
-//	canvas         a group fanned into a chord: skipped with
-//	               ErrCanvasUnavailable until the engine runs groups and chords
+//	canvas         fan-out and join: N tasks as chords of Config.CanvasWidth
+//	               header tasks, each joined by a body that counts their
+//	               results; from the first apply to the last body done
+//	               (skipped on rpc://, which cannot count chord parts)
 //
-// No-op tasks ignore their results; the latency task returns its arguments.
+// No-op tasks ignore their results; the latency and chord header tasks
+// return their arguments.
 // Each scenario runs on queues of its own (Config.Prefix + "." + name),
 // deleted at the end of the run.
 //
@@ -33,8 +36,8 @@
 //
 // # Python Celery
 //
-// With Config.Compare = "celery" the enqueue, drain, throughput and latency
-// scenarios are run again by Python Celery (/usr/bin/python3 and the app in
+// With Config.Compare = "celery" the enqueue, drain, throughput, latency
+// and canvas scenarios are run again by Python Celery (/usr/bin/python3 and the app in
 // testdata/bench_app.py, embedded in the binary) on the same broker with
 // the same N, concurrency, prefetch multiplier, payload, serializer,
 // compression and acks_late; its worker uses the prefork pool (solo when

@@ -212,15 +212,15 @@ func (rc *redisCeiling) RoundTrip(ctx context.Context, n int, payload []byte, h 
 	go func() {
 		for {
 			v, err := c.Do(sctx, c.B().Brpop().Key(req).Timeout(1).Build()).AsStrSlice()
-			if sctx.Err() != nil {
-				served <- nil
-				return
-			}
-			if rueidis.IsRedisNil(err) {
+			if rueidis.IsRedisNil(err) && sctx.Err() == nil {
 				continue
 			}
 			if err == nil && len(v) == 2 {
 				err = c.Do(sctx, c.B().Lpush().Key(rep).Element(v[1]).Build()).Error()
+			}
+			if sctx.Err() != nil { // stopped: whatever failed, failed for that
+				served <- nil
+				return
 			}
 			if err != nil {
 				served <- err

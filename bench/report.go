@@ -46,6 +46,7 @@ type Settings struct {
 	Producers          int      `json:"producers"`
 	Batch              int      `json:"batch"`
 	Clients            int      `json:"clients"`
+	CanvasWidth        int      `json:"canvas_width"`
 	Payload            int      `json:"payload_bytes"`
 	Serializer         string   `json:"serializer"`
 	Compression        string   `json:"compression,omitempty"`
@@ -205,8 +206,8 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	if s.AcksLate {
 		acks = "acks_late"
 	}
-	fmt.Fprintf(&b, "  n=%d, latency n=%d, concurrency %d, prefetch x%d, %d producer(s), batch %d, %d latency client(s)\n",
-		s.N, s.LatencyN, s.Concurrency, s.PrefetchMultiplier, s.Producers, s.Batch, s.Clients)
+	fmt.Fprintf(&b, "  n=%d, latency n=%d, concurrency %d, prefetch x%d, %d producer(s), batch %d, %d latency client(s), chords of %d\n",
+		s.N, s.LatencyN, s.Concurrency, s.PrefetchMultiplier, s.Producers, s.Batch, s.Clients, s.CanvasWidth)
 	fmt.Fprintf(&b, "  payload %d B, %s, %s, %s, %s pool\n", s.Payload, s.Serializer, compression, acks, s.Pool)
 	cpu := ""
 	if m.CPUModel != "" {

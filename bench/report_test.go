@@ -114,7 +114,7 @@ func sampleReport() *Report {
 				Celery:  &Figure{What: "celery", Skipped: "Python Celery is not importable"}},
 			{Scenario: "latency", Tasks: 1000, Elapsed: time.Second, Rate: 1000, Latency: &l, CDF: h.CDF(),
 				Ceiling: &Figure{What: "buffered chan round trip", Rate: 2e6, Latency: &Latency{Count: 1000, P50: 300}, CDF: []CDFPoint{{300, 0.5}, {400, 1}}}},
-			{Scenario: "canvas", Skipped: ErrCanvasUnavailable.Error()},
+			{Scenario: "canvas", Skipped: ErrChordsUnsupported.Error()},
 		},
 	}
 	rep.finish()
@@ -134,7 +134,7 @@ func TestWriteTable(t *testing.T) {
 		"drain   1000", "1M", "20M", "0.05x", // rate, ceiling, ratio
 		"p50", "p99.9", "celerity latency", "buffered chan round trip",
 		"drain, celery: Python Celery is not importable",
-		"canvas: the engine has no group/chord support",
+		"canvas: the result backend cannot run chords",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)

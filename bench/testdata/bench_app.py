@@ -14,6 +14,10 @@ always on the broker and queue it passes in the environment:
                           W untimed then N timed round trips of bench.echo
                           (send, run, get the result); print {"latencies"}
                           in seconds
+    bench_app.py canvas N W
+                          N/W chords of W bench.echo header tasks with a
+                          bench.count body; print {"start", "elapsed"} until
+                          the last body's result is in
 
 Environment: CELERY_BROKER_URL, CELERY_RESULT_BACKEND, BENCH_QUEUE,
 BENCH_SERIALIZER (json), BENCH_COMPRESSION (none), BENCH_PAYLOAD (bytes of
@@ -22,8 +26,9 @@ BENCH_PREFETCH (worker_prefetch_multiplier), BENCH_CONCURRENCY, BENCH_POOL
 (prefork, solo, threads), BENCH_EXPECT, BENCH_OUT, BENCH_CONFIRM_PUBLISH
 (1: publisher confirms on RabbitMQ, as celerity publishes).
 
-The task names match the Go side's: bench.noop (no result) and bench.echo
-(returns its arguments).
+The task names match the Go side's: bench.noop (no result), bench.echo
+(returns its arguments) and bench.count (a chord body: the number of
+results it gets).
 """
 import json
 import multiprocessing
@@ -68,6 +73,11 @@ def noop(*args, **kwargs):
 @app.task(name='bench.echo')
 def echo(*args, **kwargs):
     return list(args)
+
+
+@app.task(name='bench.count')
+def count(parts):
+    return len(parts)
 
 
 # Shared with the prefork children, which are forked after this import.
@@ -155,6 +165,20 @@ def latency(n, warm):
     print(json.dumps({'latencies': out}))
 
 
+def canvas(n, width):
+    from celery import chord
+    args = _args()
+    chords = max(n // width, 1)
+    header = [echo.si(*args) for _ in range(width)]
+    start = time.time()
+    bodies = [chord(header)(count.s()) for _ in range(chords)]
+    for b in bodies:
+        if b.get(timeout=600) != width:
+            sys.exit('chord body saw the wrong number of results')
+    elapsed = time.time() - start
+    print(json.dumps({'start': start, 'elapsed': elapsed}))
+
+
 def main(argv):
     if len(argv) >= 1 and argv[0] == 'worker':
         worker()
@@ -162,8 +186,10 @@ def main(argv):
         send(int(argv[1]))
     elif len(argv) == 3 and argv[0] == 'latency':
         latency(int(argv[1]), int(argv[2]))
+    elif len(argv) == 3 and argv[0] == 'canvas':
+        canvas(int(argv[1]), int(argv[2]))
     else:
-        sys.exit('usage: bench_app.py worker | send N | latency N WARMUP')
+        sys.exit('usage: bench_app.py worker | send N | latency N WARMUP | canvas N WIDTH')
 
 
 if __name__ == '__main__':

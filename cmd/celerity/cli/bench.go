@@ -27,6 +27,7 @@ func runBench(ctx context.Context, args []string, o Options) error {
 	fs.IntVar(&c.Producers, "producers", 1, "goroutines sending tasks")
 	fs.IntVar(&c.Batch, "batch", 100, "batch size of enqueue-batch")
 	fs.IntVar(&c.Clients, "clients", 1, "concurrent clients of the latency scenario")
+	fs.IntVar(&c.CanvasWidth, "canvas-width", 100, "header tasks per chord of the canvas scenario")
 	fs.IntVar(&c.Payload, "payload", 0, "bytes of the string argument each task gets (0: none)")
 	fs.StringVar(&c.Serializer, "serializer", "json", "task_serializer: json, msgpack or yaml")
 	fs.StringVar(&c.Compression, "compression", "", "task_compression: zlib, bzip2, zstd, ... (default none)")

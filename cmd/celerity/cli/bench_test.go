@@ -13,7 +13,7 @@ func TestBenchFlags(t *testing.T) {
 	t.Parallel()
 	code, _, stderr := run(t, Options{}, "bench", "--help")
 	for _, flag := range []string{"-n ", "-latency-n", "-c ", "-prefetch-multiplier", "-payload", "-serializer",
-		"-compression", "-acks-late", "-pool", "-compare", "-json", "-html", "-scenarios", "-broker"} {
+		"-compression", "-acks-late", "-pool", "-compare", "-json", "-html", "-scenarios", "-broker", "-canvas-width"} {
 		if !strings.Contains(stderr, flag) {
 			t.Errorf("bench --help lacks %s", flag)
 		}
@@ -48,7 +48,7 @@ func TestBenchPrintsTableJSONAndHTML(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("bench exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"celerity bench: memory", "enqueue-batch", "drain", "throughput", "p99.9", "buffered chan", "canvas: the engine has no group/chord"} {
+	for _, want := range []string{"celerity bench: memory", "enqueue-batch", "drain", "throughput", "p99.9", "buffered chan", "canvas   2000"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("table lacks %q:\n%s", want, stdout)
 		}
