@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/celerity-go/celerity/bench"
+	"github.com/celerity-go/celerity/engine"
+	"github.com/celerity-go/celerity/pprof"
 )
 
 // runBench is `celerity bench`: the whole-system benchmark of package
@@ -97,4 +99,33 @@ func writeHTML(rep *bench.Report, path string) error {
 		return fmt.Errorf("--html: %w", err)
 	}
 	return f.Close()
+}
+
+// servePprof starts the worker's --pprof endpoint (package pprof):
+// profiles, runtime metrics, the worker's counters and the depth of its
+// queues. The returned function shuts it down.
+func servePprof(addr string, app *engine.App, w *engine.Worker, queues []string, o Options) (stop func(), err error) {
+	m := pprof.NewMetrics()
+	m.AddWorker(w)
+	if len(queues) == 0 {
+		queues = []string{app.Config().TaskDefaultQueue}
+	}
+	switch b := app.Broker().(type) {
+	case interface {
+		QueueLen(ctx context.Context, queue string) (int, error)
+	}:
+		m.WatchQueues(b.QueueLen, queues...)
+	case interface{ Len(queue string) int }:
+		m.WatchQueues(func(_ context.Context, q string) (int, error) { return b.Len(q), nil }, queues...)
+	}
+	srv, err := pprof.Start(addr, pprof.WithMetrics(m))
+	if err != nil {
+		return nil, fmt.Errorf("--pprof: %w", err)
+	}
+	fmt.Fprintf(o.Stderr, "profiles on %s/debug/pprof/, metrics on %s/metrics\n", srv.URL(), srv.URL())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), pprof.DefaultShutdownTimeout)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
 }

@@ -1,10 +1,17 @@
 package cli
 
 import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	json "github.com/goccy/go-json"
 )
@@ -85,5 +92,77 @@ func TestBenchPrintsTableJSONAndHTML(t *testing.T) {
 	page, err := os.ReadFile(html)
 	if err != nil || !strings.Contains(string(page), "<svg") {
 		t.Fatalf("--html: %v, %.100q", err, page)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe to read while the command writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestWorkerPprofFlag(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := run(t, Options{}, "worker", "--pprof", "127.0.0.1:notaport")
+	if code != 1 || !strings.Contains(stderr, "--pprof") {
+		t.Fatalf("bad --pprof address: code %d, %q", code, stderr)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wctx, stop := context.WithCancel(ctx)
+	var out, errb lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(wctx, []string{"worker", "--pprof", "127.0.0.1:0", "-c", "1"}, Options{Stdout: &out, Stderr: &errb})
+	}()
+	var base string
+	for base == "" {
+		if _, rest, ok := strings.Cut(errb.String(), "metrics on "); ok {
+			base = strings.TrimSuffix(strings.Fields(rest)[0], "/metrics")
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("worker exited %d: %s", code, errb.String())
+		case <-ctx.Done():
+			t.Fatalf("no pprof address printed: %s", errb.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"/metrics", "celerity_worker_tasks_received_total"},
+		{"/metrics", `celerity_queue_depth{queue="celery"} 0`},
+		{"/debug/pprof/goroutine?debug=1", "goroutine profile"},
+	} {
+		resp, err := http.Get(base + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), tc.want) {
+			t.Errorf("GET %s: %d, lacks %q", tc.path, resp.StatusCode, tc.want)
+		}
+	}
+	stop()
+	if code := <-done; code != 0 {
+		t.Fatalf("worker exit %d: %s", code, errb.String())
+	}
+	if conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), time.Second); err == nil {
+		conn.Close()
+		t.Fatal("the pprof listener outlived the worker")
 	}
 }

@@ -208,6 +208,7 @@ func runWorker(ctx context.Context, args []string, o Options) error {
 	maxTasks := fs.Int("max-tasks-per-child", 0, "recycle an executor after N tasks")
 	hostname := fs.String("n", "", "node name (default celerity@<host>)")
 	acksLate := fs.Bool("acks-late", false, "acknowledge after the task ran (task_acks_late)")
+	pprofAddr := fs.String("pprof", "", "serve profiles (/debug/pprof/) and Prometheus metrics (/metrics) on this address,\ne.g. 127.0.0.1:6060 (a bare port binds loopback; off by default)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -231,6 +232,13 @@ func runWorker(ctx context.Context, args []string, o Options) error {
 		PrefetchMultiplier: *prefetch, MaxTasksPerChild: *maxTasks})
 	if err != nil {
 		return err
+	}
+	if *pprofAddr != "" {
+		stop, err := servePprof(*pprofAddr, app, w, qs, o)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	names := app.Registered()
 	sort.Strings(names)
