@@ -6,8 +6,18 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 )
+
+// cpuTime returns the CPU time (user + system) this process has used, in
+// nanoseconds: per-task CPU cost is steadier than wall time on a shared
+// machine.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
 
 // BenchmarkChannelHandoff is the baseline for BenchmarkEngineMemoryNoop:
 // the same producer -> executors handoff through one buffered channel, with
@@ -30,6 +40,7 @@ func BenchmarkChannelHandoff(b *testing.B) {
 			}
 			x := new(int)
 			b.ReportAllocs()
+			cpu0 := cpuTime()
 			b.ResetTimer()
 			for range b.N {
 				ch <- x
@@ -37,6 +48,7 @@ func BenchmarkChannelHandoff(b *testing.B) {
 			close(ch)
 			wg.Wait()
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/task")
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/task")
 		})
 	}
 }
@@ -63,6 +75,7 @@ func BenchmarkEngineMemoryNoop(b *testing.B) {
 			go func() { w.Run(ctx); close(stopped) }()
 			defer func() { cancel(); <-stopped }()
 			b.ReportAllocs()
+			cpu0 := cpuTime()
 			b.ResetTimer()
 			for i := range b.N {
 				if err := app.SendRaw(ctx, "bench.noop", nil, nil); err != nil {
@@ -81,6 +94,7 @@ func BenchmarkEngineMemoryNoop(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/task")
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/task")
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,7 +22,8 @@ type slotState struct {
 	task    Task
 	pending []*codec.Message // acknowledgements not sent yet
 	release []*codec.Message // messages to release after the next flush
-	since   time.Time        // when the oldest pending ack was collected
+	flushed time.Time        // last flush: no pending ack is older
+	runs    uint             // tasks run, for ageCheck
 	rec     codec.Result
 	buf     []byte
 
@@ -188,11 +190,17 @@ func call(h Handler, ctx context.Context, t *Task) (err error) {
 	return h(ctx, t)
 }
 
-// decodeArgs finds the args, kwargs and embed of t's message.
+// decodeArgs finds the args, kwargs and embed of t's message. The body
+// of a call without arguments, byte for byte what Celery and celerity
+// write, needs no scanning.
 func (w *Worker) decodeArgs(t *Task) error {
 	body, err := t.msg.BodyJSON(0)
 	if err != nil {
 		return err
+	}
+	if bytes.Equal(body, emptyBody) {
+		t.args, t.kwargs, t.embed = emptyArray, emptyObject, defaultEmbed
+		return nil
 	}
 	t.args, t.kwargs, t.embed, err = codec.SplitJSONBody(body)
 	return err
@@ -449,9 +457,6 @@ func (w *Worker) storeResult(ctx context.Context, r *codec.Result, st *slotState
 
 // collect queues m's acknowledgement.
 func (st *slotState) collect(m *codec.Message) {
-	if len(st.pending) == 0 {
-		st.since = time.Now()
-	}
 	st.pending = append(st.pending, m)
 }
 
@@ -465,18 +470,26 @@ func (st *slotState) uncollect(m *codec.Message) {
 	}
 }
 
-// afterTask sends acknowledgements when enough are pending or they wait
-// too long.
+// afterTask sends acknowledgements when enough are pending, or, checked
+// every ageCheck tasks to keep clock reads off the per-task path, when the
+// oldest has waited ackDelay.
 func (w *Worker) afterTask(st *slotState) {
-	if len(st.release) >= ackBatch || (len(st.pending) > 0 && time.Since(st.since) >= ackDelay) {
+	st.runs++
+	if len(st.release) >= ackBatch ||
+		(len(st.pending) > 0 && st.runs%ageCheck == 0 && time.Since(st.flushed) >= ackDelay) {
 		w.flushSlot(st)
 	}
 }
+
+// ageCheck is how often (in tasks) an executor compares the age of its
+// pending acknowledgements with ackDelay.
+const ageCheck = 4
 
 // flush is the pool's idle hook: send what is pending.
 func (w *Worker) flush(s *pool.Slot) { w.flushSlot(s.State.(*slotState)) }
 
 func (w *Worker) flushSlot(st *slotState) {
+	st.flushed = time.Now()
 	if len(st.pending) > 0 {
 		if err := w.consumer.Ack(st.pending...); err != nil {
 			w.app.warnf("worker: ack", "n", len(st.pending), "err", err)
