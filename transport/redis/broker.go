@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/valyala/bytebufferpool"
 
 	"github.com/celerity-go/celerity/codec"
 	"github.com/celerity-go/celerity/internal/unsafeconv"
@@ -34,6 +34,8 @@ type Broker struct {
 	lists     map[string][]string // queue -> prefixed list key per priority step
 	consumers map[*Consumer]struct{}
 	closed    atomic.Bool
+
+	avgEnvelope atomic.Int64 // recent envelope size, to size Publish buffers
 }
 
 var _ transport.Broker = (*Broker)(nil)
@@ -125,58 +127,38 @@ func (b *Broker) Publish(ctx context.Context, msgs ...*codec.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	buf := bytebufferpool.Get()
-	defer bytebufferpool.Put(buf)
-
-	type item struct {
-		keys       []string // target lists
-		start, end int      // envelope in buf.B
-	}
-	items := make([]item, 0, len(msgs))
-	var routes map[string][]string // exchange+rk -> queues, for exchange routing
+	st := pubPool.Get().(*pubState)
+	defer st.release()
+	buf := getBuf(len(msgs) * int(b.avgEnvelope.Load()))
 	for _, m := range msgs {
 		m.NewDeliveryTag()
 		start := len(buf.B)
 		buf.B = codec.AppendRedisEnvelope(buf.B, m)
-		it := item{start: start, end: len(buf.B)}
+		it := pubItem{start: start, end: len(buf.B)}
 		if len(m.Exchange) == 0 {
 			keys := b.listKeys(m.RoutingKey)
 			bk := b.bucket(m.Priority)
 			it.keys = keys[bk : bk+1]
 		} else {
-			if routes == nil {
-				routes = make(map[string][]string)
-			}
-			rk := string(m.Exchange) + Sep + string(m.RoutingKey)
-			queues, ok := routes[rk]
-			if !ok {
-				var err error
-				if queues, err = b.route(ctx, string(m.Exchange), string(m.RoutingKey)); err != nil {
-					return err
-				}
-				routes[rk] = queues
+			queues, err := st.route(ctx, b, m)
+			if err != nil {
+				putBuf(buf)
+				return err
 			}
 			bk := b.bucket(m.Priority)
 			for _, q := range queues {
 				it.keys = append(it.keys, b.listKeys(unsafeconv.Bytes(q))[bk])
 			}
 		}
-		items = append(items, it)
+		st.items = append(st.items, it)
 	}
-	// Views into buf.B are taken only now that it has stopped growing.
-	// They are safe because every command is waited for with a context
-	// that cannot end early (rueidis may still hold a command whose caller
-	// gave up).
-	type group struct {
-		key      string
-		from, to int // items[from:to]
-	}
-	groups := make([]group, 0, 4)
+	// Group consecutive messages for one list into one LPUSH.
+	items := st.items
 	for i := 0; i < len(items); {
 		it := items[i]
 		if len(it.keys) != 1 {
 			for _, k := range it.keys {
-				groups = append(groups, group{k, i, i + 1})
+				st.groups = append(st.groups, pubGroup{k, i, i + 1})
 			}
 			i++
 			continue
@@ -185,17 +167,120 @@ func (b *Broker) Publish(ctx context.Context, msgs ...*codec.Message) error {
 		for j < len(items) && len(items[j].keys) == 1 && items[j].keys[0] == it.keys[0] {
 			j++
 		}
-		groups = append(groups, group{it.keys[0], i, j})
+		st.groups = append(st.groups, pubGroup{it.keys[0], i, j})
 		i = j
 	}
-	elems := make([]string, 0, len(items))
-	return b.doAll(ctx, "publish", len(groups), func(g int) rueidis.Completed {
-		elems = elems[:0]
-		for _, x := range items[groups[g].from:groups[g].to] {
-			elems = append(elems, unsafeconv.String(buf.B[x.start:x.end]))
+	// Views into buf.B are taken only now that it has stopped growing.
+	// They are safe because every command is waited for with a context
+	// that cannot end early: rueidis may still hold a command whose caller
+	// gave up. After a connection error the buffer is not reused at all.
+	build := func(g int) rueidis.Completed {
+		grp := st.groups[g]
+		st.elems = st.elems[:0]
+		for _, x := range items[grp.from:grp.to] {
+			st.elems = append(st.elems, unsafeconv.String(buf.B[x.start:x.end]))
 		}
-		return b.client.B().Lpush().Key(groups[g].key).Element(elems...).Build()
-	})
+		return b.client.B().Lpush().Key(grp.key).Element(st.elems...).Build()
+	}
+	// Fast path: one round trip, no retry machinery.
+	var failed bool
+	if len(st.groups) == 1 {
+		failed = b.client.Do(bg, build(0)).Error() != nil
+	} else {
+		for g := range st.groups {
+			st.cmds = append(st.cmds, build(g))
+		}
+		for _, r := range b.client.DoMulti(bg, st.cmds...) {
+			if r.Error() != nil {
+				failed = true
+			}
+		}
+	}
+	if !failed {
+		b.avgEnvelope.Store(int64(len(buf.B)/len(msgs)) + 64)
+		putBuf(buf)
+		return nil
+	}
+	// Slow path: send everything again with retries (a message that did
+	// get through is then sent twice: at least once). buf is left to the
+	// garbage collector.
+	return b.doAll(ctx, "publish", len(st.groups), build)
+}
+
+// envBuf is a pooled envelope buffer.
+type envBuf struct{ B []byte }
+
+var bufPool = sync.Pool{New: func() any { return new(envBuf) }}
+
+// maxPooledBuf is the largest envelope buffer kept for reuse.
+const maxPooledBuf = 8 << 20
+
+// getBuf returns an empty buffer with room for about n bytes.
+func getBuf(n int) *envBuf {
+	b := bufPool.Get().(*envBuf)
+	b.B = slices.Grow(b.B[:0], n)
+	return b
+}
+
+func putBuf(b *envBuf) {
+	if cap(b.B) <= maxPooledBuf {
+		bufPool.Put(b)
+	}
+}
+
+// bg is the context of commands whose reply must be awaited whatever the
+// caller's context says.
+var bg = context.Background()
+
+// pubState is Publish's scratch space, pooled.
+type pubState struct {
+	items  []pubItem
+	groups []pubGroup
+	elems  []string
+	cmds   rueidis.Commands
+	routes map[string][]string // exchange + Sep + routing key -> queues
+}
+
+type pubItem struct {
+	keys       []string // target lists
+	start, end int      // envelope in the buffer
+}
+
+type pubGroup struct {
+	key      string
+	from, to int // items[from:to]
+}
+
+var pubPool = sync.Pool{New: func() any { return new(pubState) }}
+
+func (st *pubState) release() {
+	if cap(st.items) > 4096 { // do not keep huge batches' scratch
+		*st = pubState{}
+	}
+	clear(st.items)
+	clear(st.elems[:cap(st.elems)]) // drop views into the released buffer
+	clear(st.cmds)
+	st.items, st.groups, st.elems, st.cmds = st.items[:0], st.groups[:0], st.elems[:0], st.cmds[:0]
+	clear(st.routes)
+	pubPool.Put(st)
+}
+
+// route returns the queues m goes to through its exchange, looked up once
+// per Publish call.
+func (st *pubState) route(ctx context.Context, b *Broker, m *codec.Message) ([]string, error) {
+	if st.routes == nil {
+		st.routes = make(map[string][]string)
+	}
+	rk := string(m.Exchange) + Sep + string(m.RoutingKey)
+	if queues, ok := st.routes[rk]; ok {
+		return queues, nil
+	}
+	queues, err := b.route(ctx, string(m.Exchange), string(m.RoutingKey))
+	if err != nil {
+		return nil, err
+	}
+	st.routes[rk] = queues
+	return queues, nil
 }
 
 // doAll runs n commands, made by build, in one round trip, rebuilding and
@@ -210,7 +295,6 @@ func (b *Broker) doAll(ctx context.Context, what string, n int, build func(i int
 // EVAL after a NOSCRIPT) and the command should be sent again.
 func doAll(ctx context.Context, client rueidis.Client, budget time.Duration, log *slog.Logger, closed *atomic.Bool,
 	what string, n int, build func(i int) rueidis.Completed, fix func(error) bool) error {
-	wctx := context.WithoutCancel(ctx)
 	pending := make([]int, n)
 	for i := range pending {
 		pending[i] = i
@@ -226,9 +310,9 @@ func doAll(ctx context.Context, client rueidis.Client, budget time.Duration, log
 		}
 		var res []rueidis.RedisResult
 		if len(cmds) == 1 {
-			res = []rueidis.RedisResult{client.Do(wctx, cmds[0])}
+			res = []rueidis.RedisResult{client.Do(bg, cmds[0])}
 		} else {
-			res = client.DoMulti(wctx, cmds...)
+			res = client.DoMulti(bg, cmds...)
 		}
 		var soft, hard error
 		failed := pending[:0]
