@@ -20,6 +20,7 @@ import (
 
 	"github.com/celerity-go/celerity/codec"
 	"github.com/celerity-go/celerity/engine"
+	"github.com/celerity-go/celerity/internal/brokertest"
 	"github.com/celerity-go/celerity/transport/redis"
 )
 
@@ -249,8 +250,7 @@ type privateRedis struct {
 func newPrivateRedis(t *testing.T) *privateRedis {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		testURL(t) // skips (or fails under CELERITY_REQUIRE_BROKERS) like the other tests
-		t.Skip("skipping: no redis-server binary to run a private server")
+		brokertest.Unavailable(t, "no redis-server binary to run a private server")
 	}
 	r := &privateRedis{t: t, port: freePort(t), dir: t.TempDir()}
 	r.start()

@@ -362,10 +362,19 @@ return 1
 // luaChordPart is Celery 5.2's on_chord_part_return bookkeeping (one MULTI
 // there): ZADD the part to .j at its group index, ZCOUNT, GET .t and .s,
 // EXPIRE all three; when the count reaches .s + .t, also ZRANGE .j.
+// Parts count per header task, not per arrival: a report for a group index
+// already recorded, or a member already present (a redelivered header task
+// run again), adds nothing and never completes the chord, so two reports
+// racing at the end cannot both send the body.
 // KEYS: .j, .t, .s. ARGV: score ("+inf" without group index), part,
 // expiry seconds ("0": none). Returns {0} or {1, parts}.
 var luaChordPart = newScript(`
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[1] ~= '+inf' and #redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1]) > 0 then
+  return {0}
+end
+if redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  return {0}
+end
 local count = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf')
 local t = redis.call('GET', KEYS[2])
 local s = redis.call('GET', KEYS[3])
