@@ -25,6 +25,7 @@ type App struct {
 	loc     *time.Location
 	log     *slog.Logger
 	hooks   Hooks
+	timed   bool // a hook reads Task.Runtime: time each run
 
 	// tasks maps name -> *taskDef; copy-on-write so that the hot-path
 	// lookup takes no lock.
@@ -75,9 +76,53 @@ func (a *App) Broker() transport.Broker { return a.broker }
 // Backend returns the app's result backend, or nil.
 func (a *App) Backend() transport.Backend { return a.backend }
 
-// SetHooks installs signal handlers (see Hooks). Call it before sending or
-// starting workers.
-func (a *App) SetHooks(h Hooks) { a.hooks = h }
+// SetHooks installs signal handlers (see Hooks), replacing any. Call it
+// before sending or starting workers.
+func (a *App) SetHooks(h Hooks) {
+	a.hooks = h
+	a.timed = h.TaskSuccess != nil || h.TaskFailure != nil || h.TaskPostrun != nil
+}
+
+// AddHooks adds signal handlers to those installed: where both have a
+// handler for a signal, both run, the earlier first. Events and metrics
+// use it so that they do not displace the program's own hooks.
+func (a *App) AddHooks(h Hooks) {
+	o := a.hooks
+	a.SetHooks(Hooks{
+		BeforePublish:  join1(o.BeforePublish, h.BeforePublish),
+		AfterPublish:   join2(o.AfterPublish, h.AfterPublish),
+		TaskReceived:   join1(o.TaskReceived, h.TaskReceived),
+		TaskPrerun:     join1(o.TaskPrerun, h.TaskPrerun),
+		TaskPostrun:    join2(o.TaskPostrun, h.TaskPostrun),
+		TaskSuccess:    join1(o.TaskSuccess, h.TaskSuccess),
+		TaskFailure:    join2(o.TaskFailure, h.TaskFailure),
+		TaskRetry:      join2(o.TaskRetry, h.TaskRetry),
+		TaskRevoked:    join2(o.TaskRevoked, h.TaskRevoked),
+		TaskRejected:   join2(o.TaskRejected, h.TaskRejected),
+		WorkerReady:    join1(o.WorkerReady, h.WorkerReady),
+		WorkerShutdown: join1(o.WorkerShutdown, h.WorkerShutdown),
+	})
+}
+
+func join1[A any](a, b func(A)) func(A) {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	return func(x A) { a(x); b(x) }
+}
+
+func join2[A, B any](a, b func(A, B)) func(A, B) {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	return func(x A, y B) { a(x, y); b(x, y) }
+}
 
 // Close closes the broker and backend.
 func (a *App) Close() error {
@@ -170,8 +215,11 @@ func (a *App) Revoke(terminate bool, ids ...string) {
 // short. The *codec.Message, *Task and []byte arguments are valid only
 // during the call.
 type Hooks struct {
-	BeforePublish  func(m *codec.Message)
-	AfterPublish   func(taskID, task string)
+	BeforePublish func(m *codec.Message)
+	AfterPublish  func(taskID, task string)
+	// TaskReceived runs when a worker receives a message for a known task,
+	// before ETA, expiry or rate limits are considered.
+	TaskReceived   func(m *codec.Message)
 	TaskPrerun     func(t *Task)
 	TaskPostrun    func(t *Task, state codec.State)
 	TaskSuccess    func(t *Task)

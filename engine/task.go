@@ -51,7 +51,26 @@ type Task struct {
 	embed     []byte
 	result    []byte
 	hasResult bool
+	started   time.Time     // set when a hook needs Runtime
+	runtime   time.Duration // set when a hook needs Runtime
 }
+
+// Result returns the JSON return value the handler set ("null" when it set
+// none), valid in TaskSuccess and TaskPostrun hooks.
+func (t *Task) Result() []byte {
+	if !t.hasResult {
+		return jsonNull
+	}
+	return t.result
+}
+
+// Started returns when the handler started and Runtime how long it ran;
+// both are measured only while a TaskSuccess, TaskFailure or TaskPostrun
+// hook is installed (zero otherwise), to keep clock reads off the hot path.
+func (t *Task) Started() time.Time { return t.started }
+
+// Runtime: see Started.
+func (t *Task) Runtime() time.Duration { return t.runtime }
 
 // Args returns the positional arguments as a JSON array (a view).
 func (t *Task) Args() []byte { return t.args }

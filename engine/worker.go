@@ -63,6 +63,7 @@ type Worker struct {
 
 	baseCtx    context.Context // cancelled on cold shutdown
 	coldCancel context.CancelFunc
+	stop       context.CancelFunc // ends Run (warm shutdown)
 	slots      sync.Map     // *slotState -> struct{}
 	held       atomic.Int64 // ETA/rate-limited tasks held (raise prefetch)
 
@@ -79,6 +80,9 @@ type executor interface {
 	Submit(jobs ...job) error
 	Stop() []job
 	Abandon(s *pool.Slot)
+	Resize(n int) error
+	Size() int
+	Each(fn func(job))
 }
 
 // job is one task ready to run.
@@ -156,6 +160,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.consumer != nil {
 		return errors.New("engine: worker already ran")
 	}
+	ctx, w.stop = context.WithCancel(ctx)
+	defer w.stop()
 	var err error
 	w.consumer, err = w.app.broker.Consume(ctx, w.cfg.Queues, w.prefetch)
 	if err != nil {
@@ -204,6 +210,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		return runErr
 	}
 	return nil
+}
+
+// Stop starts a warm shutdown, as cancelling Run's context does (Celery's
+// shutdown control command).
+func (w *Worker) Stop() {
+	if w.stop != nil {
+		w.stop()
+	}
 }
 
 // Terminate makes a running warm shutdown cold: running tasks' contexts
@@ -267,6 +281,9 @@ func (w *Worker) route(m *codec.Message, now time.Time) (job, bool) {
 	if err := w.accept.Check(m.ContentType); err != nil {
 		w.reject(m, false, err)
 		return job{}, false
+	}
+	if h := w.app.hooks.TaskReceived; h != nil {
+		h(m)
 	}
 	j := job{m: m, def: def}
 	if w.app.revoked.has(m.ID) {

@@ -118,6 +118,9 @@ func (w *Worker) runJob(s *pool.Slot, j job) {
 		// including this task's early ack, before it starts.
 		w.flushSlot(st)
 	}
+	if w.app.timed {
+		t.started = time.Now()
+	}
 	st.mu.Lock()
 	ctx := st.ctx
 	st.running = m.ID
@@ -127,6 +130,9 @@ func (w *Worker) runJob(s *pool.Slot, j job) {
 	h := w.deadline.Track(limits, st)
 	err := call(def.handler, ctx, t)
 	h.Done()
+	if w.app.timed {
+		t.runtime = time.Since(t.started)
+	}
 
 	st.mu.Lock()
 	st.running = nil
@@ -393,6 +399,12 @@ func (w *Worker) storeError(st *slotState, m *codec.Message, state codec.State, 
 	w.storeWith(st, r)
 }
 
+// Exception returns the Celery exception fields a task error is recorded
+// with: class name, module, args and traceback text.
+func Exception(err error) (typ, module string, args []string, traceback string) {
+	return exceptionOf(err)
+}
+
 // exceptionOf maps an error to Celery's exception fields.
 func exceptionOf(err error) (typ, module string, args []string, traceback string) {
 	var te *TaskError
@@ -512,3 +524,10 @@ func (soloExecutor) Stop() []job { return nil }
 // Abandon does nothing: the solo pool runs tasks on the consumer goroutine,
 // which cannot be replaced (Celery's solo pool enforces no time limits).
 func (soloExecutor) Abandon(*pool.Slot) {}
+
+// ErrSoloPool: the solo pool has one slot and cannot be resized.
+var ErrSoloPool = errors.New("engine: the solo pool cannot be resized")
+
+func (soloExecutor) Resize(int) error { return ErrSoloPool }
+func (soloExecutor) Size() int        { return 1 }
+func (soloExecutor) Each(func(job))   {}

@@ -166,6 +166,16 @@ func (p *Goroutine[J]) Queued() int {
 	return p.n
 }
 
+// Each calls fn for every queued job, oldest first, with the pool locked:
+// fn must be quick and must not call the pool.
+func (p *Goroutine[J]) Each(fn func(J)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.n {
+		fn(p.ring[(p.head+i)%len(p.ring)])
+	}
+}
+
 // Size returns the number of executors the pool keeps running.
 func (p *Goroutine[J]) Size() int {
 	p.mu.Lock()

@@ -218,6 +218,13 @@ func (b *Backend) ChordPartDone(_ context.Context, groupID string, index int, pa
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	c := b.chordLocked(groupID)
+	for _, p := range c.parts {
+		// A header task reported twice (redelivered and run again) counts
+		// once and never completes the chord a second time.
+		if (index != NoGroupIndex && p.index == index) || string(p.data) == string(part) {
+			return false, nil, nil
+		}
+	}
 	c.parts = append(c.parts, chordPart{index: index, data: append([]byte(nil), part...)})
 	if c.size == 0 || len(c.parts) != c.size+c.extra {
 		return false, nil, nil
