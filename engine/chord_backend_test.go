@@ -31,12 +31,14 @@ func TestChordPartsCountPerTaskNotPerArrival(t *testing.T) {
 	for name, b := range map[string]chordCounter{"memory": memory.NewBackend(), "redis": rb} {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			gid := "g-" + strings.ReplaceAll(t.Name(), "/", "-")
+			gid := prefix + strings.ReplaceAll(t.Name(), "/", "-")
+			brokertest.CleanupRedisKeys(t, url, "celery-taskset-meta-"+gid+"*")
 			if err := b.SetChordSize(ctx, gid, 3); err != nil {
 				t.Fatal(err)
 			}
 			report := func(i int, result string) bool {
-				done, _, err := b.ChordPartDone(ctx, gid, i, []byte(`[1, "t`+string(rune('0'+i))+`", "SUCCESS", `+result+`]`))
+				part := []byte(`[1, "t` + string(rune('0'+i)) + `", "SUCCESS", ` + result + `]`)
+				done, _, err := b.ChordPartDone(ctx, gid, i, part)
 				if err != nil {
 					t.Fatal(err)
 				}

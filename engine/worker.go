@@ -64,8 +64,8 @@ type Worker struct {
 	baseCtx    context.Context // cancelled on cold shutdown
 	coldCancel context.CancelFunc
 	stop       context.CancelFunc // ends Run (warm shutdown)
-	slots      sync.Map     // *slotState -> struct{}
-	held       atomic.Int64 // ETA/rate-limited tasks held (raise prefetch)
+	slots      sync.Map           // *slotState -> struct{}
+	held       atomic.Int64       // ETA/rate-limited tasks held (raise prefetch)
 
 	stats WorkerStats
 }

@@ -54,6 +54,7 @@ func TestWorkerAndCallOverRedis(t *testing.T) {
 		t.Fatalf("call exit %d: %s\nworker: %s", code, errb.String(), werr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	brokertest.CleanupRedisKeys(t, brokertest.RedisURL(t), "celery-task-meta-"+lines[0])
 	if len(lines) != 2 || !strings.Contains(lines[1], `"state":"SUCCESS"`) ||
 		!strings.Contains(lines[1], `"result":[1,"two",{"three":3}]`) {
 		t.Fatalf("call output %q", out.String())
