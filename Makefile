@@ -5,7 +5,7 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 TESTFLAGS ?= -timeout 8m
 
-.PHONY: test vet race allocs fuzz bench lint demo
+.PHONY: test vet race allocs fuzz bench bench-system lint demo
 
 test: vet race allocs
 
@@ -31,8 +31,15 @@ fuzz:
 	  done; \
 	done
 
+# Micro benchmarks beside the code.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+# Whole-system figures with `celerity bench` (memory transport by default;
+# BENCHFLAGS='--broker redis://127.0.0.1:6379/14 --compare celery' for more).
+BENCHFLAGS ?=
+bench-system:
+	$(GO) run ./cmd/celerity bench $(BENCHFLAGS)
 
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi

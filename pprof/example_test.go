@@ -23,7 +23,7 @@ func ExampleServe() {
 
 	m := pprof.NewMetrics()
 	m.AddWorker(w)
-	app.SetHooks(m.Hooks(engine.Hooks{})) // task run-time histogram
+	app.AddHooks(m.Hooks()) // task run-time histogram
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -38,8 +38,6 @@ type Metrics struct {
 	obsMu   sync.RWMutex
 	byTask  map[string]prometheus.Observer // task name (owned copy) -> child
 
-	startMu sync.Mutex
-	starts  map[*engine.Task]time.Time // a Task is one executor's: one run at a time
 }
 
 type queueWatch struct {
@@ -56,7 +54,6 @@ func NewMetrics() *Metrics {
 	m := &Metrics{
 		reg:    prometheus.NewRegistry(),
 		byTask: make(map[string]prometheus.Observer),
-		starts: make(map[*engine.Task]time.Time),
 		runtime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "celerity_task_runtime_seconds",
 			Help: "Run time of task handlers (task_prerun to task_postrun).",
@@ -104,33 +101,13 @@ next:
 	}
 }
 
-// Hooks returns next with TaskPrerun and TaskPostrun wrapped to record the
-// run-time histogram; next's own hooks still run. Install the result with
-// app.SetHooks before starting workers.
-func (m *Metrics) Hooks(next engine.Hooks) engine.Hooks {
-	pre, post := next.TaskPrerun, next.TaskPostrun
-	h := next
-	h.TaskPrerun = func(t *engine.Task) {
-		m.startMu.Lock()
-		m.starts[t] = time.Now()
-		m.startMu.Unlock()
-		if pre != nil {
-			pre(t)
-		}
-	}
-	h.TaskPostrun = func(t *engine.Task, state codec.State) {
-		if post != nil {
-			post(t, state)
-		}
-		m.startMu.Lock()
-		start, ok := m.starts[t]
-		delete(m.starts, t)
-		m.startMu.Unlock()
-		if ok {
-			m.observer(t.Name).Observe(time.Since(start).Seconds())
-		}
-	}
-	return h
+// Hooks returns the engine hooks that record the task run-time histogram,
+// from Task.Runtime. Install them with app.AddHooks before starting
+// workers; the program's own hooks keep running.
+func (m *Metrics) Hooks() engine.Hooks {
+	return engine.Hooks{TaskPostrun: func(t *engine.Task, _ codec.State) {
+		m.observer(t.Name).Observe(t.Runtime().Seconds())
+	}}
 }
 
 // observer returns the histogram child of a task. name may be a view into

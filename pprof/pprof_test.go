@@ -247,7 +247,8 @@ func TestMetricsExportWorkerCountersRuntimeAndQueueDepth(t *testing.T) {
 
 	m := NewMetrics()
 	var prerun int
-	app.SetHooks(m.Hooks(engine.Hooks{TaskPrerun: func(*engine.Task) { prerun++ }}))
+	app.SetHooks(engine.Hooks{TaskPrerun: func(*engine.Task) { prerun++ }})
+	app.AddHooks(m.Hooks())
 	m.WatchQueues(func(_ context.Context, q string) (int, error) { return broker.Len(q), nil }, "celery", "other", "celery")
 	m.WatchQueues(func(context.Context, string) (int, error) { return 0, errors.New("down") }, "broken")
 

@@ -102,11 +102,13 @@ func writeHTML(rep *bench.Report, path string) error {
 }
 
 // servePprof starts the worker's --pprof endpoint (package pprof):
-// profiles, runtime metrics, the worker's counters and the depth of its
-// queues. The returned function shuts it down.
+// profiles, runtime metrics, the worker's counters, task run times and the
+// depth of its queues. Call it before the worker runs (it adds hooks). The
+// returned function shuts it down.
 func servePprof(addr string, app *engine.App, w *engine.Worker, queues []string, o Options) (stop func(), err error) {
 	m := pprof.NewMetrics()
 	m.AddWorker(w)
+	app.AddHooks(m.Hooks())
 	if len(queues) == 0 {
 		queues = []string{app.Config().TaskDefaultQueue}
 	}
