@@ -52,6 +52,7 @@ type pubBatch struct {
 	round     int
 	status    []uint8
 	waiting   int    // items in flight in the current round
+	sending   bool   // sendRound is still publishing this round's items
 	reason    string // reply text of the first return
 	invalid   error  // why the first invalid item cannot be written
 	chanErr   error  // a channel-level error that killed the round
@@ -76,7 +77,7 @@ func (b *pubBatch) resolve(i, round int, st uint8, reason string) {
 		b.reason = reason
 	}
 	b.waiting--
-	last := b.waiting == 0
+	last := b.waiting == 0 && !b.sending // else sendRound signals when done
 	release := last && b.abandoned
 	b.mu.Unlock()
 	if release {
@@ -434,6 +435,7 @@ func (p *publisher) declareFor(s *pubSession, b *pubBatch) error {
 func (p *publisher) sendRound(s *pubSession, b *pubBatch) {
 	b.mu.Lock()
 	round := b.round
+	b.sending = true
 	b.mu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -479,6 +481,7 @@ func (p *publisher) sendRound(s *pubSession, b *pubBatch) {
 		}
 	}
 	b.mu.Lock()
+	b.sending = false
 	none := b.waiting == 0
 	b.mu.Unlock()
 	if none {
