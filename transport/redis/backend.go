@@ -78,26 +78,65 @@ func (b *Backend) StoreResults(ctx context.Context, recs ...transport.ResultReco
 	if len(recs) == 0 {
 		return nil
 	}
-	keys := make([]string, len(recs))
-	for i, r := range recs {
-		keys[i] = b.cfg.resultPrefix + TaskKeyPrefix + string(r.TaskID)
+	st := storePool.Get().(*storeState)
+	defer st.release()
+	for _, r := range recs {
+		st.keys = append(st.keys, b.cfg.resultPrefix+TaskKeyPrefix+string(r.TaskID))
 	}
 	useEval := false
-	return doAll(ctx, b.client, b.cfg.retryTimeout, b.log, &b.closed, "store results", len(recs),
-		func(i int) rueidis.Completed {
-			// The record is a view: doAll waits for every reply.
-			data := unsafeconv.String(recs[i].Data)
-			if useEval {
-				return b.client.B().Eval().Script(luaStoreResult.src).Numkeys(1).Key(keys[i]).Arg(data, b.ttl).Build()
+	build := func(i int) rueidis.Completed {
+		// The record is a view: every reply is awaited (context bg).
+		data := unsafeconv.String(recs[i].Data)
+		if useEval {
+			return b.client.B().Eval().Script(luaStoreResult.src).Numkeys(1).Key(st.keys[i]).Arg(data, b.ttl).Build()
+		}
+		return b.client.B().Evalsha().Sha1(luaStoreResult.sha).Numkeys(1).Key(st.keys[i]).Arg(data, b.ttl).Build()
+	}
+	// Fast path: one round trip, no retry machinery.
+	failed := false
+	if len(recs) == 1 {
+		failed = b.client.Do(bg, build(0)).Error() != nil
+	} else {
+		for i := range recs {
+			st.cmds = append(st.cmds, build(i))
+		}
+		for _, r := range b.client.DoMulti(bg, st.cmds...) {
+			if r.Error() != nil {
+				failed = true
 			}
-			return luaStoreResult.cmd(b.client, keys[i:i+1], []string{data, b.ttl})
-		}, func(err error) bool {
+		}
+	}
+	if !failed {
+		return nil
+	}
+	// Slow path: everything again (the script is idempotent), with
+	// retries, EVAL after a NOSCRIPT.
+	return doAll(ctx, b.client, b.cfg.retryTimeout, b.log, &b.closed, "store results", len(recs), build,
+		func(err error) bool {
 			if isNoScript(err) {
 				useEval = true
 				return true
 			}
 			return false
 		})
+}
+
+// storeState is StoreResults' scratch space, pooled.
+type storeState struct {
+	keys []string
+	cmds rueidis.Commands
+}
+
+var storePool = sync.Pool{New: func() any { return new(storeState) }}
+
+func (st *storeState) release() {
+	if cap(st.keys) > 4096 {
+		*st = storeState{}
+	}
+	clear(st.keys)
+	clear(st.cmds)
+	st.keys, st.cmds = st.keys[:0], st.cmds[:0]
+	storePool.Put(st)
 }
 
 // GetResult implements transport.Backend.
@@ -109,12 +148,14 @@ func (b *Backend) get(ctx context.Context, key string, dst []byte) ([]byte, bool
 	if b.closed.Load() {
 		return dst, false, ErrClosed
 	}
-	var v string
-	err := retry(ctx, b.cfg.retryTimeout, b.log, "get", func() error {
-		var err error
-		v, err = b.client.Do(ctx, b.client.B().Get().Key(key).Build()).ToString()
-		return err
-	})
+	v, err := b.client.Do(ctx, b.client.B().Get().Key(key).Build()).ToString()
+	if err != nil && retriable(err) {
+		err = retry(ctx, b.cfg.retryTimeout, b.log, "get", func() error {
+			var err error
+			v, err = b.client.Do(ctx, b.client.B().Get().Key(key).Build()).ToString()
+			return err
+		})
+	}
 	if rueidis.IsRedisNil(err) {
 		return dst, false, nil
 	}

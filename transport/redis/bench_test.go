@@ -2,12 +2,14 @@ package redis_test
 
 import (
 	"context"
-	"fmt"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -214,12 +216,21 @@ func BenchmarkRoundTrip(b *testing.B) {
 }
 
 // BenchmarkPythonDrain is BenchmarkDrain for the Python Celery worker
-// (`celery worker -P solo`, acks_late, on the same Redis), for the ratio in
-// the README. It is slow, so it only runs with CELERITY_BENCH_PYTHON=1.
+// (acks_late, result ignored, Celery's default prefetch) on the same Redis,
+// with the solo pool and with the default prefork pool of 2 processes, for
+// the ratio in the README. It is slow, so it only runs with
+// CELERITY_BENCH_PYTHON=1. The clock starts when the worker takes its
+// first message (its start-up is not counted).
 func BenchmarkPythonDrain(b *testing.B) {
 	if os.Getenv("CELERITY_BENCH_PYTHON") != "1" {
 		b.Skip("set CELERITY_BENCH_PYTHON=1 to measure the Python worker")
 	}
+	for _, pool := range [][]string{{"-P", "solo"}, {"-P", "prefork", "-c", "2"}} {
+		b.Run(pool[1], func(b *testing.B) { pythonDrain(b, pool) })
+	}
+}
+
+func pythonDrain(b *testing.B, pool []string) {
 	dir := brokertest.Celery(b)
 	raw := withDB(b, testURL(b), interopDB)
 	queue := "pydrain-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -228,25 +239,76 @@ func BenchmarkPythonDrain(b *testing.B) {
 	br, _ := newBrokerAt(b, raw, prefix)
 	preload(b, br, queue, "interop_bench.noop", b.N)
 	rc := br.Client()
-	cmd := exec.Command(brokertest.Python, "-m", "celery", "-A", "interop_app", "worker", "-P", "solo",
-		"-Q", queue, "-l", "error", "--without-gossip", "--without-mingle", "--without-heartbeat")
+	args := append([]string{"-m", "celery", "-A", "interop_app", "worker", "-Q", queue, "-l", "error",
+		"--without-gossip", "--without-mingle", "--without-heartbeat"}, pool...)
+	cmd := exec.Command(brokertest.Python, args...)
 	cmd.Dir = "testdata"
 	cmd.Env = append(os.Environ(), "CELERITY_INTEROP_DIR="+dir, "PYTHONPATH="+dir, "CELERY_BROKER_URL="+raw,
 		"CELERY_RESULT_BACKEND="+raw, "REDIS_GLOBAL_KEYPREFIX="+prefix)
-	b.ResetTimer()
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	// Time from the first message taken (the worker has started) until the
+	// queue is empty and every ack is in.
+	ctx := context.Background()
 	for {
-		n, _ := br.QueueLen(context.Background(), queue)
-		k, _ := rc.Do(context.Background(), rc.B().Hlen().Key(prefix+"unacked").Build()).AsInt64()
+		if n, _ := br.QueueLen(ctx, queue); n < b.N {
+			break
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	b.ResetTimer()
+	for {
+		n, _ := br.QueueLen(ctx, queue)
+		k, _ := rc.Do(ctx, rc.B().Zcount().Key(prefix+"unacked_index").Min("0").Max("+inf").Build()).AsInt64()
 		if n == 0 && k == 0 {
 			break
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(100 * time.Microsecond)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
-	fmt.Fprintf(os.Stderr, "python worker drained %d tasks in %v (includes ~1s worker start)\n", b.N, b.Elapsed())
+}
+
+// BenchmarkPythonRoundTrip is BenchmarkRoundTrip for the Python client and
+// worker (`celery worker -P solo`) on the same Redis. Run with
+// CELERITY_BENCH_PYTHON=1.
+func BenchmarkPythonRoundTrip(b *testing.B) {
+	if os.Getenv("CELERITY_BENCH_PYTHON") != "1" {
+		b.Skip("set CELERITY_BENCH_PYTHON=1 to measure the Python worker")
+	}
+	dir := brokertest.Celery(b)
+	raw := withDB(b, testURL(b), interopDB)
+	queue := "pyrt-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	prefix := queue + ":"
+	defer deletePrefix(b, raw, prefix)
+	env := append(os.Environ(), "CELERITY_INTEROP_DIR="+dir, "PYTHONPATH="+dir, "CELERY_BROKER_URL="+raw,
+		"CELERY_RESULT_BACKEND="+raw, "REDIS_GLOBAL_KEYPREFIX="+prefix)
+	worker := exec.Command(brokertest.Python, "-m", "celery", "-A", "interop_app", "worker", "-P", "solo", "-Q", queue,
+		"-l", "error", "--without-gossip", "--without-mingle", "--without-heartbeat")
+	worker.Dir, worker.Env = "testdata", env
+	if err := worker.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { worker.Process.Signal(syscall.SIGTERM); worker.Wait() }()
+	client := exec.Command(brokertest.Python, "interop_roundtrip.py", queue, strconv.Itoa(b.N))
+	client.Dir, client.Env = "testdata", env
+	var stderr strings.Builder
+	client.Stderr = &stderr
+	b.ResetTimer()
+	out, err := client.Output()
+	b.StopTimer()
+	if err != nil {
+		b.Fatalf("%v: %s", err, stderr.String())
+	}
+	var r struct {
+		P50 float64 `json:"p50_us"`
+		P99 float64 `json:"p99_us"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		b.Fatalf("%q: %v", out, err)
+	}
+	b.ReportMetric(r.P50, "p50-µs")
+	b.ReportMetric(r.P99, "p99-µs")
 }

@@ -117,6 +117,9 @@ func (s *script) run(ctx context.Context, client rueidis.Client, budget time.Dur
 }
 
 func isNoScript(err error) bool {
+	if err == nil {
+		return false
+	}
 	var re *rueidis.RedisError
 	return errors.As(err, &re) && re.IsNoScript()
 }

@@ -58,11 +58,12 @@ type Consumer struct {
 	// Used by the Fetch caller only (guarded by fetchMu for Close).
 	fetchMu        sync.Mutex
 	next           int // round-robin start
-	calls          uint64
 	keyBuf, argBuf []string
 	lost           []string // scores of fetches whose reply was lost
 	nStr           string   // cached decimal of nLast
 	nLast          int
+	nqStr          string // decimal of len(names)
+	scoreBuf       []byte
 	spareAcks      []string // the previous acks slice, for reuse
 
 	id string // random, for nonces and the mutex token
@@ -139,6 +140,7 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (tr
 			return nil, fmt.Errorf("redis: consume: queue name %q: %w", q, err)
 		}
 		c.qjson = append(c.qjson, string(quoted))
+		c.nqStr = strconv.Itoa(len(c.qjson))
 		c.lists = append(c.lists, b.listKeys([]byte(q)))
 	}
 	err := b.doAll(ctx, "declare bindings", len(names), func(i int) rueidis.Completed {
@@ -260,14 +262,16 @@ func (c *Consumer) fetchOnce(dst []*codec.Message) (n, raw int, err error) {
 	if want != c.nLast || c.nStr == "" {
 		c.nLast, c.nStr = want, strconv.Itoa(want)
 	}
-	c.calls++
-	score := unixScore(time.Now())
-	nonce := c.id + "." + strconv.FormatUint(c.calls, 36)
+	// The score is unique to this fetch (it finds the fetch's messages
+	// again if the reply is lost, and names tagless envelopes); it is a
+	// view of scoreBuf until it has to outlive the call.
+	c.scoreBuf = strconv.AppendFloat(c.scoreBuf[:0], float64(time.Now().UnixMicro())/1e6, 'f', 6, 64)
+	score := unsafeconv.String(c.scoreBuf)
 	rr := "0"
 	if c.rr {
 		rr = "1"
 	}
-	args := append(c.argBuf[:0], c.nStr, score, nonce, strconv.Itoa(nq), rr)
+	args := append(c.argBuf[:0], c.nStr, score, c.id, c.nqStr, rr)
 	for k := range nq {
 		args = append(args, c.qjson[(c.next+k)%nq])
 	}
@@ -296,7 +300,7 @@ func (c *Consumer) fetchOnce(dst []*codec.Message) (n, raw int, err error) {
 		if _, isRedis := rueidis.IsRedisErr(err); !isRedis {
 			// The script may have run: find its messages by their score
 			// and put them back before the next fetch.
-			c.lost = append(c.lost, score)
+			c.lost = append(c.lost, strings.Clone(score))
 		}
 		return 0, 0, fmt.Errorf("redis: fetch: %w", err)
 	}
@@ -314,8 +318,8 @@ func (c *Consumer) fetchOnce(dst []*codec.Message) (n, raw int, err error) {
 			continue // not a string: cannot happen with this script
 		}
 		tag := deliveryTag(env)
-		if tag == "" {
-			tag = nonce + ":" + strconv.Itoa(i+1)
+		if tag == "" { // as the script names it
+			tag = c.id + ":" + score + ":" + strconv.Itoa(i+1)
 		}
 		m := codec.AcquireMessage()
 		if err := codec.DecodeRedisEnvelope(unsafeconv.Bytes(env), m); err != nil {
@@ -651,7 +655,7 @@ func sleep(done <-chan struct{}, d time.Duration) bool {
 // timeout: both well inside it.
 func (c *Consumer) intervals() (refresh, restore time.Duration) {
 	vt := c.b.cfg.visibilityTimeout
-	refresh = min(max(vt/4, 25*time.Millisecond), 5*time.Minute)
+	refresh = min(max(vt/4, 25*time.Millisecond), 30*time.Second)
 	restore = min(max(vt/4, 100*time.Millisecond), 30*time.Second)
 	return refresh, restore
 }

@@ -72,7 +72,8 @@ func TestLuaAndGoAgreeOnTags(t *testing.T) {
 	for _, s := range b.cfg.prioritySteps[1:] {
 		keys = append(keys, b.listKeys([]byte("tags"))[slices.Index(b.cfg.prioritySteps, s)])
 	}
-	res := luaFetch.exec(ctx, b.client, keys, []string{"100", unixScore(time.Now()), "nonce", "1", "0", `"tags"`})
+	score := unixScore(time.Now())
+	res := luaFetch.exec(ctx, b.client, keys, []string{"100", score, "id", "1", "0", `"tags"`})
 	arr, err := res.AsStrSlice()
 	if err != nil || len(arr) != len(envs) {
 		t.Fatalf("fetch script returned %d (%v)", len(arr), err)
@@ -85,7 +86,7 @@ func TestLuaAndGoAgreeOnTags(t *testing.T) {
 	for i, e := range arr { // RPOP order: the first RPUSHed comes first
 		tag := deliveryTag(e)
 		if tag == "" {
-			tag = "nonce:" + strconv.Itoa(i+1)
+			tag = "id:" + score + ":" + strconv.Itoa(i+1)
 		}
 		want = append(want, tag)
 	}

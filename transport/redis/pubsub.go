@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,13 +28,16 @@ type hub struct {
 
 	kick   chan struct{}
 	done   chan struct{}
+	// Scratch of sync (run's goroutine only).
+	subsBuf, unsubsBuf []string
+	cmdsBuf            rueidis.Commands
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
 type chanState struct {
-	subs     map[*subscription]struct{}
+	subs     []*subscription
 	have     bool // subscribed on the server (as far as the hub knows)
 	inflight bool // an UNSUBSCRIBE is on its way
 	waiters  []chan error
@@ -60,7 +64,7 @@ func (h *hub) poke() {
 // subscribe registers a subscription to channel and waits until the
 // server has confirmed it.
 func (h *hub) subscribe(ctx context.Context, channel string) (*subscription, error) {
-	s := &subscription{h: h, channel: channel, recs: make(chan string, 16), done: make(chan struct{})}
+	s := &subscription{h: h, channel: channel, recs: make(chan string, 8)}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -68,10 +72,10 @@ func (h *hub) subscribe(ctx context.Context, channel string) (*subscription, err
 	}
 	cs := h.chans[channel]
 	if cs == nil {
-		cs = &chanState{subs: make(map[*subscription]struct{})}
+		cs = &chanState{}
 		h.chans[channel] = cs
 	}
-	cs.subs[s] = struct{}{}
+	cs.subs = append(cs.subs, s)
 	if cs.have && !cs.inflight {
 		h.mu.Unlock()
 		return s, nil
@@ -100,8 +104,8 @@ func (h *hub) close() {
 	h.mu.Lock()
 	h.closed = true
 	for _, cs := range h.chans {
-		for s := range cs.subs {
-			s.once.Do(func() { close(s.done) })
+		for _, s := range cs.subs {
+			s.once.Do(func() { close(s.recs) })
 		}
 	}
 	h.mu.Unlock()
@@ -168,7 +172,8 @@ func (h *hub) serve(dc rueidis.DedicatedClient, lost <-chan error, reread bool) 
 // with the wanted channels.
 func (h *hub) sync(dc rueidis.DedicatedClient) error {
 	h.mu.Lock()
-	var subs, unsubs []string
+	subs, unsubs := h.subsBuf[:0], h.unsubsBuf[:0]
+	defer func() { h.subsBuf, h.unsubsBuf = subs, unsubs }()
 	for k := range h.dirty {
 		delete(h.dirty, k)
 		cs := h.chans[k]
@@ -192,7 +197,8 @@ func (h *hub) sync(dc rueidis.DedicatedClient) error {
 	if len(subs)+len(unsubs) == 0 {
 		return nil
 	}
-	cmds := make(rueidis.Commands, 0, len(subs)+len(unsubs))
+	cmds := h.cmdsBuf[:0]
+	defer func() { clear(cmds); h.cmdsBuf = cmds[:0] }()
 	for _, k := range subs {
 		cmds = append(cmds, dc.B().Subscribe().Channel(k).Build())
 	}
@@ -291,7 +297,7 @@ func (h *hub) reread() {
 func (h *hub) onMessage(m rueidis.PubSubMessage) {
 	h.mu.Lock()
 	if cs := h.chans[m.Channel]; cs != nil {
-		for s := range cs.subs {
+		for _, s := range cs.subs {
 			s.deliver(m.Message)
 		}
 	}
@@ -302,8 +308,7 @@ func (h *hub) onMessage(m rueidis.PubSubMessage) {
 type subscription struct {
 	h       *hub
 	channel string
-	recs    chan string
-	done    chan struct{}
+	recs    chan string // closed by Close or the hub's close, under hub.mu
 	once    sync.Once
 }
 
@@ -327,17 +332,13 @@ func (s *subscription) deliver(rec string) {
 // Next implements transport.Subscription.
 func (s *subscription) Next(ctx context.Context, dst []byte) ([]byte, error) {
 	select {
-	case r := <-s.recs:
-		return append(dst, r...), nil
-	default:
-	}
-	select {
-	case r := <-s.recs:
+	case r, ok := <-s.recs:
+		if !ok {
+			return dst, ErrClosed
+		}
 		return append(dst, r...), nil
 	case <-ctx.Done():
 		return dst, ctx.Err()
-	case <-s.done:
-		return dst, ErrClosed
 	}
 }
 
@@ -345,13 +346,19 @@ func (s *subscription) Next(ctx context.Context, dst []byte) ([]byte, error) {
 func (s *subscription) Close() error {
 	h := s.h
 	h.mu.Lock()
-	s.once.Do(func() { close(s.done) })
 	if cs := h.chans[s.channel]; cs != nil {
-		delete(cs.subs, s)
+		if i := slices.Index(cs.subs, s); i >= 0 {
+			cs.subs = slices.Delete(cs.subs, i, i+1)
+		}
 		if len(cs.subs) == 0 && !h.closed {
 			h.dirty[s.channel] = struct{}{}
 		}
 	}
+	s.once.Do(func() {
+		close(s.recs)
+		for range s.recs { // drop what was not read
+		}
+	})
 	h.mu.Unlock()
 	h.poke()
 	return nil

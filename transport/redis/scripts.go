@@ -9,8 +9,8 @@ package redis
 //
 // KEYS: unacked_index, unacked, then the lists bucket-major: for each
 // priority step, each queue in the current rotation order.
-// ARGV: max count, score (unix time), nonce for tags of envelopes without
-// one, number of queues, "1" for round robin (share the batch between
+// ARGV: max count, score (unix time, unique to the fetch), consumer id
+// (with the score, it names envelopes without a tag), number of queues, "1" for round robin (share the batch between
 // queues) or "0" (drain in order), then the JSON-quoted queue names in the
 // rotation order, then delivery tags to acknowledge first (acks ride on
 // the next fetch: one script call instead of two).
@@ -23,11 +23,11 @@ package redis
 // bookkeeping key is found by the rule deliveryTag implements in Go (kombu's
 // layout, with the tag last, is recognised from the end of the envelope;
 // anything else takes the first match of a pattern); an envelope without
-// one is recorded under nonce..":"..position so that the consumer can
-// still acknowledge it.
+// one is recorded under id..":"..score..":"..position so that the consumer
+// can still acknowledge it.
 var luaFetch = newScript(`
 local n = tonumber(ARGV[1])
-local score, nonce = ARGV[2], ARGV[3]
+local score, nonce = ARGV[2], ARGV[3] .. ':' .. ARGV[2]
 local nq = tonumber(ARGV[4])
 local rr = ARGV[5] == '1'
 local nb = (#KEYS - 2) / nq

@@ -20,8 +20,6 @@ if os.environ.get('REDIS_VISIBILITY_TIMEOUT'):
 if os.environ.get('REDIS_GLOBAL_KEYPREFIX'):
     opts['global_keyprefix'] = os.environ['REDIS_GLOBAL_KEYPREFIX']
 app.conf.broker_transport_options = opts
-# Restore what a dead consumer left as soon as possible in tests.
-app.conf.worker_prefetch_multiplier = 1
 
 
 @app.task(name='interop.retry', bind=True, max_retries=5)
