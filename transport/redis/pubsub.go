@@ -26,14 +26,14 @@ type hub struct {
 	dirty  map[string]struct{} // channels whose wanted state may differ from the server's
 	closed bool
 
-	kick   chan struct{}
-	done   chan struct{}
+	kick chan struct{}
+	done chan struct{}
 	// Scratch of sync (run's goroutine only).
 	subsBuf, unsubsBuf []string
 	cmdsBuf            rueidis.Commands
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx                context.Context
+	cancel             context.CancelFunc
+	wg                 sync.WaitGroup
 }
 
 type chanState struct {
