@@ -160,7 +160,7 @@ func (f *appFlags) newApp(o Options, tweak func(*engine.Config)) (*engine.App, e
 	if cfg.Broker, err = openBroker(ctx, cfg.BrokerURL, cfg.Logger); err != nil {
 		return nil, err
 	}
-	if cfg.Backend, err = openBackend(ctx, cfg.ResultBackend, cfg.BrokerURL, cfg.Logger); err != nil {
+	if cfg.Backend, err = openBackend(ctx, cfg.ResultBackend, cfg.Broker, cfg.Logger); err != nil {
 		cfg.Broker.Close()
 		return nil, err
 	}

@@ -7,9 +7,12 @@ import (
 	"strings"
 
 	"github.com/celerity-go/celerity/transport"
+	"github.com/celerity-go/celerity/transport/amqp"
 	"github.com/celerity-go/celerity/transport/memory"
 	"github.com/celerity-go/celerity/transport/redis"
 )
+
+const knownBrokers = "memory, redis, rediss, redis+socket, amqp, amqps, pyamqp"
 
 // openBroker resolves a broker URL (Celery's broker_url) to a transport.
 func openBroker(ctx context.Context, url string, log *slog.Logger) (transport.Broker, error) {
@@ -22,21 +25,38 @@ func openBroker(ctx context.Context, url string, log *slog.Logger) (transport.Br
 			return nil, fmt.Errorf("broker: %w", err)
 		}
 		return b, nil
+	case "amqp", "amqps", "pyamqp":
+		b, err := amqp.NewBroker(ctx, url, amqp.WithLogger(log))
+		if err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+		return b, nil
 	default:
-		return nil, fmt.Errorf("broker %q: unsupported scheme (known: memory, redis, rediss, redis+socket)", url)
+		return nil, fmt.Errorf("broker %q: unsupported scheme (known: %s)", url, knownBrokers)
 	}
 }
 
 // openBackend resolves a result backend URL (Celery's result_backend).
 // With none given, a memory broker gets a memory backend and any other
-// broker none: results are then not stored, as in Celery.
-func openBackend(ctx context.Context, url, brokerURL string, log *slog.Logger) (transport.Backend, error) {
+// broker none: results are then not stored, as in Celery. rpc:// needs an
+// AMQP broker: results come back on its reply queue.
+func openBackend(ctx context.Context, url string, broker transport.Broker, log *slog.Logger) (transport.Backend, error) {
 	switch scheme(url) {
 	case "":
-		if s := scheme(brokerURL); s == "" || s == "memory" {
+		if _, ok := broker.(*memory.Broker); ok {
 			return memory.NewBackend(), nil
 		}
 		return nil, nil
+	case "rpc":
+		b, ok := broker.(*amqp.Broker)
+		if !ok {
+			return nil, fmt.Errorf("result backend %q needs an AMQP broker", url)
+		}
+		be, err := amqp.NewRPCBackend(ctx, b, amqp.WithLogger(log))
+		if err != nil {
+			return nil, fmt.Errorf("result backend: %w", err)
+		}
+		return be, nil
 	case "memory":
 		return memory.NewBackend(), nil
 	case "redis", "rediss", "redis+socket", "socket", "unix":
@@ -46,7 +66,7 @@ func openBackend(ctx context.Context, url, brokerURL string, log *slog.Logger) (
 		}
 		return b, nil
 	default:
-		return nil, fmt.Errorf("result backend %q: unsupported scheme (known: memory, redis, rediss, redis+socket)", url)
+		return nil, fmt.Errorf("result backend %q: unsupported scheme (known: memory, redis, rediss, redis+socket, rpc)", url)
 	}
 }
 
