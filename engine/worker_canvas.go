@@ -21,8 +21,14 @@ type embedSigs struct {
 }
 
 // hasCanvas reports whether embed carries any signature: the cheap test
-// that keeps plain tasks off the canvas path.
-func hasCanvas(embed []byte) bool { return bytes.Contains(embed, []byte(`"task"`)) }
+// that keeps plain tasks off the canvas path (the default embed is
+// compared, not scanned).
+func hasCanvas(embed []byte) bool {
+	if string(embed) == codec.DefaultEmbed {
+		return false
+	}
+	return bytes.Contains(embed, []byte(`"task"`))
+}
 
 func (w *Worker) decodeEmbed(t *Task) (*embedSigs, bool) {
 	if !hasCanvas(t.embed) {
