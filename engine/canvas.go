@@ -577,7 +577,7 @@ func (a *App) applyChord(ctx context.Context, s *Signature, header []codec.Signa
 }
 
 // Chunks sends Celery's chunks(task, items, n): items split into chunks of
-// n, each run by celery.starmap as one task of a group.
+// n, each run by celery.starmap as one task of a group routed like task.
 func (a *App) Chunks(ctx context.Context, task *Signature, items [][]any, n int) (*GroupResult, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("engine: chunks of %d", n)
@@ -617,7 +617,12 @@ func starmapSig[T any](name string, task *Signature, items []T) *Signature {
 	if name == "celery.map" {
 		kind = "xmap"
 	}
-	return &Signature{Task: name, Args: json.RawMessage("[]"), Kwargs: kw.Bytes(), SubtaskType: kind}
+	s := &Signature{Task: name, Args: json.RawMessage("[]"), Kwargs: kw.Bytes(), SubtaskType: kind}
+	// The wrapper runs where the task would: route it like the task (as
+	// Celery applies chunks/map options to the tasks it sends).
+	s.Options.Queue, s.Options.Exchange, s.Options.RoutingKey = task.Options.Queue, task.Options.Exchange, task.Options.RoutingKey
+	s.Options.Priority = task.Options.Priority
+	return s
 }
 
 // chordPartEntry encodes [1, "<id>", "<STATE>", <result>] as Celery 5.2

@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/celerity-go/celerity/transport"
+	"github.com/celerity-go/celerity/transport/memory"
 )
 
 // canvasApp registers the tasks canvas tests use and starts a worker.
@@ -261,5 +264,26 @@ func TestChunksMapStarmap(t *testing.T) {
 	}
 	if v, err := g.Get(ctx); err != nil || fmt.Sprint(v) != "[[2 4] [6 8] [10]]" {
 		t.Fatalf("chunks = %v, %v", v, err)
+	}
+}
+
+// plainBackend hides the memory backend's chord and group methods, as the
+// rpc:// backend has none.
+type plainBackend struct{ transport.Backend }
+
+func TestChordRefusedWithoutChordBackend(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{Broker: memory.NewBroker(), Backend: plainBackend{memory.NewBackend()}})
+	ctx := testCtx(t, 5*time.Second)
+	_, err := app.ApplyChord(ctx, []*Signature{Sig("c.add", 1, 1)}, Sig("c.xsum"))
+	if !errors.Is(err, ErrChordUnsupported) {
+		t.Fatalf("chord on a backend without chord counting: %v, want ErrChordUnsupported", err)
+	}
+	g, err := app.ApplyGroup(ctx, Sig("c.add", 1, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Save(ctx); err == nil {
+		t.Fatal("GroupResult.Save on a backend without group records succeeded")
 	}
 }

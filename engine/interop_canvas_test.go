@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -241,4 +242,60 @@ func TestInteropChordSplitAcrossGoAndPython(t *testing.T) {
 			t.Fatalf("split chord, body on %s = %v, %v; want %v", body, v, err, want)
 		}
 	}
+}
+
+// TestInteropChunksMapStarmap: Go sends Celery's built-in map, starmap and
+// chunks tasks; a Python worker runs them (its celery.* built-ins), then a
+// Go worker runs the same messages.
+func TestInteropChunksMapStarmap(t *testing.T) {
+	e := newInteropEnv(t)
+	run := func(t *testing.T, queue string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		q := func(s *engine.Signature) *engine.Signature { s.Options.Queue = queue; return s }
+		xsum := engine.Sig("interop.xsum")
+		xsum.Options.Queue = queue
+		m, err := e.app.Map(ctx, xsum, []any{[]int{1, 2}, []int{3, 4}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := m.Get(ctx); err != nil || fmt.Sprint(v) != "[3 7]" {
+			t.Fatalf("map on %s = %v, %v", queue, v, err)
+		}
+		sm, err := e.app.Apply(ctx, q(mapSig("celery.starmap", engine.Sig("interop.add"), []any{[]int{1, 2}, []int{3, 4}})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := sm.Get(ctx); err != nil || fmt.Sprint(v) != "[3 7]" {
+			t.Fatalf("starmap on %s = %v, %v", queue, v, err)
+		}
+		add := engine.Sig("interop.add")
+		add.Options.Queue = queue
+		g, err := e.app.Chunks(ctx, add, [][]any{{1, 1}, {2, 2}, {3, 3}}, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := g.Get(ctx); err != nil || fmt.Sprint(v) != "[[2 4] [6]]" {
+			t.Fatalf("chunks on %s = %v, %v", queue, v, err)
+		}
+	}
+	t.Run("python", func(t *testing.T) {
+		e.pyWorker(t, "builtins-py")
+		run(t, "builtins-py")
+	})
+	t.Run("go", func(t *testing.T) {
+		e.goWorker(t, "builtins-go")
+		run(t, "builtins-go")
+	})
+}
+
+// mapSig builds by hand the signature Celery's task.starmap(it) sends, to
+// check it independently of the app's encoder.
+func mapSig(name string, task *engine.Signature, items []any) *engine.Signature {
+	raw, _ := json.Marshal(map[string]any{"task": task, "it": items})
+	kind := "xstarmap"
+	if name == "celery.map" {
+		kind = "xmap"
+	}
+	return &engine.Signature{Task: name, Args: json.RawMessage("[]"), Kwargs: raw, SubtaskType: kind}
 }
