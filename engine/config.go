@@ -63,6 +63,10 @@ type Config struct {
 	// TaskAcksLate is task_acks_late: ack after the task ran. Default false.
 	TaskAcksLate bool `celery:"task_acks_late"`
 	// TaskRejectOnWorkerLost is task_reject_on_worker_lost. Default false.
+	// Only a pool of child processes can lose a worker while the worker
+	// itself lives on; the goroutine and solo pools cannot, so there it has
+	// no effect: if the whole process dies, acks_late messages are
+	// unacknowledged and come back whatever this says.
 	TaskRejectOnWorkerLost bool `celery:"task_reject_on_worker_lost"`
 	// TaskTimeLimit is task_time_limit (hard). Default none.
 	TaskTimeLimit time.Duration `celery:"task_time_limit"`
