@@ -35,6 +35,7 @@ func commands() []command {
 	return []command{
 		{"demo", "run producer and worker in this process on the memory transport", runDemo},
 		{"worker", "consume and run tasks", runWorker},
+		{"beat", "send periodic tasks on a schedule (one leader among instances)", runBeat},
 		{"call", "send a task by name", runCall},
 		{"result", "print a task's result", runResult},
 		{"purge", "drop the waiting messages of queues", runPurge},
@@ -209,6 +210,7 @@ func runWorker(ctx context.Context, args []string, o Options) error {
 	hostname := fs.String("n", "", "node name (default celerity@<host>)")
 	acksLate := fs.Bool("acks-late", false, "acknowledge after the task ran (task_acks_late)")
 	pprofAddr := fs.String("pprof", "", "serve profiles (/debug/pprof/) and Prometheus metrics (/metrics) on this address,\ne.g. 127.0.0.1:6060 (a bare port binds loopback; off by default)")
+	embeddedBeat := embeddedBeatFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -233,6 +235,11 @@ func runWorker(ctx context.Context, args []string, o Options) error {
 	if err != nil {
 		return err
 	}
+	stopBeat, err := embeddedBeat.start(ctx, app, o)
+	if err != nil {
+		return err
+	}
+	defer stopBeat()
 	if *pprofAddr != "" {
 		stop, err := servePprof(*pprofAddr, app, w, qs, o)
 		if err != nil {
