@@ -13,7 +13,7 @@ import (
 
 // newRedisLocker returns a RedisLocker on the test Redis under a key
 // prefix unique to t, deleted when t ends.
-func newRedisLocker(t *testing.T) (*RedisLocker, *redis.Broker, string) {
+func newRedisLocker(t testing.TB) (*RedisLocker, *redis.Broker, string) {
 	t.Helper()
 	url := brokertest.RedisURL(t)
 	prefix := brokertest.Prefix(t)
