@@ -183,7 +183,7 @@ func NewService(send Sender, cfg ServiceConfig) (*Service, error) {
 		}
 	}
 	s := &Service{cfg: cfg, send: send, locker: cfg.Locker, log: cfg.Logger, now: time.Now,
-		entries: cfg.Entries, opts: make([][]engine.Option, len(cfg.Entries))}
+		entries: cfg.Entries, opts: make([][]engine.Option, len(cfg.Entries)), known: make([]bool, len(cfg.Entries))}
 	if s.locker == nil {
 		s.locker = NewMemoryLocker()
 	}

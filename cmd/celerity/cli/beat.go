@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/celerity-go/celerity/engine"
 	"github.com/celerity-go/celerity/engine/beat"
 	"github.com/celerity-go/celerity/transport/redis"
@@ -34,7 +36,7 @@ func (f *beatFlags) register(fs *flag.FlagSet, prefix string) {
 		"state file keeping each entry's last run (beat_schedule_filename); empty: none")
 	fs.StringVar(&f.tz, prefix+"timezone", "", "timezone of the crontabs (timezone; default the app's, UTC)")
 	fs.StringVar(&f.lockKey, prefix+"lock-key", "",
-		"Redis key of the leader lease (default <global_keyprefix>celerity.beat); beats sharing it never double-fire")
+		"Redis key of the leader lease, on the broker's Redis or else the result backend's\n(default <global_keyprefix>celerity.beat); beats sharing it never double-fire")
 	fs.DurationVar(&f.leaseTTL, prefix+"lease-ttl", beat.DefaultLeaseTTL, "leader lease duration; a dead leader is replaced after it")
 	fs.DurationVar(&f.maxInterval, prefix+"max-interval", beat.DefaultMaxInterval, "longest sleep between checks (beat_max_loop_interval)")
 }
@@ -70,13 +72,21 @@ func (f *beatFlags) service(app *engine.App) (*beat.Service, string, error) {
 	}
 	cfg := beat.ServiceConfig{Entries: entries, Location: loc, StateFile: f.state,
 		LeaseTTL: f.leaseTTL, MaxInterval: f.maxInterval}
-	lock := "in-process"
+	// The lease lives in the broker's Redis, else in the result
+	// backend's; with neither, only this process is covered.
+	lock := "in-process (run a single beat)"
+	client, keyURL := rueidis.Client(nil), ""
 	if rb, ok := app.Broker().(*redis.Broker); ok {
+		client, keyURL = rb.Client(), app.Config().BrokerURL
+	} else if rb, ok := app.Backend().(*redis.Backend); ok {
+		client, keyURL = rb.Client(), app.Config().ResultBackend
+	}
+	if client != nil {
 		key := f.lockKey
 		if key == "" {
-			key = keyPrefix(app.Config().BrokerURL) + "celerity.beat"
+			key = keyPrefix(keyURL) + "celerity.beat"
 		}
-		cfg.Locker = beat.NewRedisLocker(rb.Client(), key)
+		cfg.Locker = beat.NewRedisLocker(client, key)
 		lock = "redis key " + key
 	}
 	s, err := beat.NewService(app, cfg)

@@ -126,7 +126,7 @@ func TestWorkerWithEmbeddedBeatOnMemory(t *testing.T) {
 	if n := st.Entries["tick"].TotalRunCount; n < 3 {
 		t.Fatalf("state file run count %d, want >= 3", n)
 	}
-	if !strings.Contains(stderr.String(), "celerity beat (embedded): 1 entries from "+schedule+", lease in-process") {
+	if !strings.Contains(stderr.String(), "celerity beat (embedded): 1 entries from "+schedule+", lease in-process (run a single beat)") {
 		t.Errorf("banner missing: %s", stderr.String())
 	}
 }
@@ -195,5 +195,30 @@ func TestBeatAndWorkerBOverRedis(t *testing.T) {
 	recs, err := l.Load(context.Background())
 	if err != nil || recs["tick"].TotalRunCount < 5 {
 		t.Fatalf("records %+v %v", recs, err)
+	}
+}
+
+// TestBeatLeaseOnTheBackendsRedis: with a broker that is not Redis, the
+// lease goes to the result backend's Redis.
+func TestBeatLeaseOnTheBackendsRedis(t *testing.T) {
+	t.Parallel()
+	url := brokertest.RedisURL(t)
+	prefix := brokertest.Prefix(t)
+	brokertest.CleanupRedisPrefix(t, url, prefix)
+	schedule := writeSchedule(t, "s.json", `{"tick": {"task": "celerity.noop", "schedule": 60}}`)
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, []string{"beat", "--broker", "memory://", "--backend", url + "?global_keyprefix=" + prefix,
+			"--schedule", schedule, "--state", ""}, Options{Stdout: &out, Stderr: &out})
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "ready") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 || !strings.Contains(out.String(), "lease redis key "+prefix+"celerity.beat,") {
+		t.Fatalf("exit %d: %s", code, out.String())
 	}
 }
