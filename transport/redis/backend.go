@@ -100,10 +100,8 @@ func (b *Backend) StoreResults(ctx context.Context, recs ...transport.ResultReco
 		for i := range recs {
 			st.cmds = append(st.cmds, build(i))
 		}
-		for _, r := range b.client.DoMulti(bg, st.cmds...) {
-			if r.Error() != nil {
-				failed = true
-			}
+		if failed = !allOK(b.client.DoMulti(bg, st.cmds...)); failed {
+			st.cmds = nil // rueidis may still hold the slice
 		}
 	}
 	if !failed {

@@ -36,6 +36,7 @@ type Broker struct {
 	closed    atomic.Bool
 
 	avgEnvelope atomic.Int64 // recent envelope size, to size Publish buffers
+	consumed    atomic.Bool  // a consumer was started (see Close)
 }
 
 var _ transport.Broker = (*Broker)(nil)
@@ -190,11 +191,11 @@ func (b *Broker) Publish(ctx context.Context, msgs ...*codec.Message) error {
 		for g := range st.groups {
 			st.cmds = append(st.cmds, build(g))
 		}
-		for _, r := range b.client.DoMulti(bg, st.cmds...) {
-			if r.Error() != nil {
-				failed = true
-			}
-		}
+		failed = !allOK(b.client.DoMulti(bg, st.cmds...))
+	}
+	if failed {
+		// rueidis may still hold the slice after a connection error.
+		st.cmds = nil
 	}
 	if !failed {
 		b.avgEnvelope.Store(int64(len(buf.B)/len(msgs)) + 64)
@@ -299,12 +300,12 @@ func doAll(ctx context.Context, client rueidis.Client, budget time.Duration, log
 	for i := range pending {
 		pending[i] = i
 	}
-	cmds := make(rueidis.Commands, 0, n)
 	err := retry(ctx, budget, log, what, func() error {
 		if closed.Load() {
 			return ErrClosed
 		}
-		cmds = cmds[:0]
+		// A fresh slice per attempt: rueidis may still hold the last one.
+		cmds := make(rueidis.Commands, 0, len(pending))
 		for _, i := range pending {
 			cmds = append(cmds, build(i))
 		}
@@ -490,6 +491,14 @@ func (b *Broker) Close() error {
 	}
 	if b.closed.Swap(true) {
 		return nil
+	}
+	if b.consumed.Load() {
+		// Take our skiplist sentinel out again (live consumers elsewhere
+		// put it back within their restore interval), so that an idle
+		// Redis is left with kombu's keys only.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		b.client.Do(ctx, b.client.B().Zrem().Key(b.unackedIndex).Member(skiplistSentinel).Build())
+		cancel()
 	}
 	b.client.Close()
 	return errors.Join(errs...)

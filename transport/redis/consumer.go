@@ -166,6 +166,7 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (tr
 	b.mu.Lock()
 	b.consumers[c] = struct{}{}
 	b.mu.Unlock()
+	b.consumed.Store(true)
 	return c, nil
 }
 

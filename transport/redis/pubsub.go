@@ -198,7 +198,6 @@ func (h *hub) sync(dc rueidis.DedicatedClient) error {
 		return nil
 	}
 	cmds := h.cmdsBuf[:0]
-	defer func() { clear(cmds); h.cmdsBuf = cmds[:0] }()
 	for _, k := range subs {
 		cmds = append(cmds, dc.B().Subscribe().Channel(k).Build())
 	}
@@ -206,6 +205,14 @@ func (h *hub) sync(dc rueidis.DedicatedClient) error {
 		cmds = append(cmds, dc.B().Unsubscribe().Channel(k).Build())
 	}
 	res := dc.DoMulti(h.ctx, cmds...)
+	// rueidis keeps the slice it was given while it may still write it
+	// (after a cancellation or a connection error): reuse it only when
+	// every command was answered.
+	h.cmdsBuf = nil
+	if allOK(res) {
+		clear(cmds)
+		h.cmdsBuf = cmds[:0]
+	}
 	var first error
 	h.mu.Lock()
 	for i, k := range subs {
@@ -248,6 +255,16 @@ func (h *hub) sync(dc rueidis.DedicatedClient) error {
 		h.poke()
 	}
 	return first
+}
+
+// allOK reports whether every result is a reply without error.
+func allOK(res []rueidis.RedisResult) bool {
+	for _, r := range res {
+		if r.Error() != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func cmpErr(a, b error) error {

@@ -12,11 +12,15 @@ from py_app import add
 
 queue, n = sys.argv[1], int(sys.argv[2])
 for _ in range(20):  # warm up connections
-    add.apply_async((1, 2), queue=queue).get(timeout=30)
+    r = add.apply_async((1, 2), queue=queue)
+    r.get(timeout=30)
+    r.forget()
 lat = []
 for _ in range(n):
     start = time.perf_counter()
-    add.apply_async((1, 2), queue=queue).get(timeout=30)
+    r = add.apply_async((1, 2), queue=queue)
+    r.get(timeout=30)
     lat.append(time.perf_counter() - start)
+    r.forget()
 lat.sort()
 print(json.dumps({'n': n, 'p50_us': lat[n // 2] * 1e6, 'p99_us': lat[n * 99 // 100] * 1e6}))
