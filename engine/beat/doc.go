@@ -139,6 +139,9 @@
 //     MaxInterval (Celery's beat_max_loop_interval). There is no polling
 //     in between.
 //
+// Each Locker call is bounded by LeaseTTL; a failed one is logged and
+// retried after RetryInterval, and nothing is sent without a claim.
+//
 // Runs are claimed before they are sent, in the Locker and in the state
 // file: a crash or a failed send between the claim and the send loses
 // that run (it is logged), it never repeats it. A send that the broker

@@ -449,7 +449,7 @@ claims:
 			continue
 		}
 		tick := e.Schedule.Next(e.LastRunAt)
-		err := s.locker.Claim(ctx, s.token, e.Name, Record{Tick: tick, LastRunAt: now, TotalRunCount: e.TotalRunCount + 1})
+		err := s.claim(ctx, e.Name, Record{Tick: tick, LastRunAt: now, TotalRunCount: e.TotalRunCount + 1})
 		switch {
 		case err == nil:
 			s.mu.Lock()
@@ -494,7 +494,9 @@ func (s *Service) lease(ctx context.Context, now time.Time) bool {
 	if leader && now.Before(s.renewAt) {
 		return true
 	}
-	held, err := s.locker.Acquire(ctx, s.token, s.cfg.LeaseTTL)
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.LeaseTTL)
+	held, err := s.locker.Acquire(lctx, s.token, s.cfg.LeaseTTL)
+	cancel()
 	switch {
 	case err != nil && leader && now.Before(s.leaseUntil):
 		// Claims are fenced by the lease, so carry on until it would
@@ -532,7 +534,9 @@ func (s *Service) lease(ctx context.Context, now time.Time) bool {
 // last run as the tick), so that a successor schedules from the same
 // point rather than from its own start.
 func (s *Service) sync(ctx context.Context) error {
-	recs, err := s.locker.Load(ctx)
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.LeaseTTL)
+	recs, err := s.locker.Load(lctx)
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -550,7 +554,7 @@ func (s *Service) sync(ctx context.Context) error {
 		if _, ok := recs[e.Name]; ok {
 			continue
 		}
-		err := s.locker.Claim(ctx, s.token, e.Name, Record{Tick: e.LastRunAt, LastRunAt: e.LastRunAt, TotalRunCount: e.TotalRunCount})
+		err := s.claim(ctx, e.Name, Record{Tick: e.LastRunAt, LastRunAt: e.LastRunAt, TotalRunCount: e.TotalRunCount})
 		if errors.Is(err, ErrLeaseLost) {
 			s.stepDown(err)
 			return err
@@ -561,6 +565,14 @@ func (s *Service) sync(ctx context.Context) error {
 	}
 	s.synced = true
 	return nil
+}
+
+// claim claims rec for entry name. Like every Locker call it is bounded
+// by LeaseTTL: past that, the lease it relies on may be gone anyway.
+func (s *Service) claim(ctx context.Context, name string, rec Record) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.LeaseTTL)
+	defer cancel()
+	return s.locker.Claim(ctx, s.token, name, rec)
 }
 
 func (s *Service) stepDown(why error) {
