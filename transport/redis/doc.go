@@ -69,14 +69,28 @@
 //     base64...) are logged, dropped from the bookkeeping (Celery rejects
 //     them too) and never reach the caller; the fetch goes on.
 //
-// Ack removes tags with one script (ZREM unacked_index + HDEL unacked)
-// for a whole batch. Reject with requeue and Close restore as kombu's
-// restore_by_tag does, in one script per batch: take the triple, forget
-// the tag, insert "redelivered": true into the envelope's headers and
+// Acknowledgements cost no round trip of their own: Ack queues the tags
+// and the next fetch script removes them (ZREM unacked_index + HDEL
+// unacked) before it pops; if no fetch comes within a millisecond, a
+// background flush sends them. Like AMQP's basic.ack, Ack therefore returns
+// before Redis has the acknowledgement (a crash in that millisecond means
+// a redelivery, which acks_late allows). While the caller holds messages
+// and the prefetch window is 32 or more, Fetch waits until an eighth of the
+// window is free rather than fetching a few messages per acknowledgement.
+//
+// Reject with requeue and Close restore as kombu's restore_by_tag does, in
+// one script per batch: take the triple, forget the tag, insert
+// "redelivered": true into the envelope's headers and
 // properties.delivery_info (as text, leaving the rest byte for byte), and
 // LPUSH (reject: back of the queue) or RPUSH (close: front of the queue,
 // oldest first) it onto the base list. Acks, rejects and restores are
 // idempotent and retried on connection errors.
+//
+// unacked_index also holds one member of ours, with score -1 and a name
+// longer than 64 bytes: it keeps the sorted set in Redis's skiplist
+// encoding, where ZADD and ZREM cost a fraction of what they cost in the
+// listpack a small set would otherwise use. Kombu's restorer and ours
+// only read scores from 0 up and never see it; Broker.Close removes it.
 //
 // # Visibility timeout, ETA tasks and the heartbeat
 //
@@ -91,12 +105,20 @@
 // or a long acks_late task — loses it to another worker, which runs it a
 // second time (kombu#337, celery#2599). Here each consumer refreshes the
 // score of every message it holds (ZADD XX now) every quarter of the
-// visibility timeout, so no restorer, Go or Python, ever sees a message
-// held by a live consumer as abandoned. A consumer that dies stops
-// refreshing, and its messages come back one visibility timeout later.
-// (Python workers do not refresh: an ETA task held by a Python worker
-// for longer than the visibility timeout is still restored by any
-// restorer, ours included, exactly as between Python workers.)
+// visibility timeout, and at least every 30 seconds, so no restorer, Go or
+// Python, ever sees a message held by a live consumer as abandoned (as
+// long as the restorer's visibility timeout is above 30 seconds, or ours).
+// A consumer that dies stops refreshing, and its messages come back one
+// visibility timeout later. (Python workers do not refresh: an ETA task
+// held by a Python worker for longer than the visibility timeout is still
+// restored by any restorer, ours included, exactly as between Python
+// workers; give all workers the same, long enough, visibility timeout.)
+//
+// One kombu hazard remains: a restored message keeps its delivery tag, so
+// if its first holder was merely slow (not dead) and acknowledges it after
+// another consumer fetched it again, that acknowledgement erases the new
+// holder's bookkeeping entry. The heartbeat makes this as rare as a
+// consumer stalled for longer than the visibility timeout.
 //
 // # Connection loss
 //
