@@ -29,14 +29,14 @@
 // in confirm mode and every message is mandatory: Publish returns once
 // RabbitMQ confirmed each message, and reports a nack (ErrNacked) or an
 // unroutable message (ErrReturned) in a *PublishError. Publishes are
-// pipelined: the frames of all concurrent Publish calls go out back to
-// back on one channel, up to WithMaxInFlight unconfirmed, and one
-// goroutine resolves the confirmations (which RabbitMQ sends with
-// multiple=true in batches) in order, matching basic.return frames, which
-// RabbitMQ sends before the confirmation of the same message, by
-// correlation id. If the connection drops, Publish redials with backoff
-// and resends the messages whose confirmation was lost: delivery is at
-// least once.
+// pipelined: a call sends all its messages back to back (in chunks of
+// WithMaxInFlight) before it collects their confirmations, which RabbitMQ
+// sends in batches (multiple=true), and concurrent calls share the
+// channel, so many messages are in flight at once. A basic.return, which
+// RabbitMQ sends before the confirmation of the same message, is matched
+// to it by correlation id. If the connection drops, Publish redials with
+// backoff and resends the messages whose confirmation was lost: delivery
+// is at least once.
 //
 // # Consuming and acknowledgements
 //

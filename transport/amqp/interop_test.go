@@ -314,13 +314,17 @@ var goCalls = []goCall{
 // testGoToPython: a celerity client sends goCalls to the real Python
 // worker and reads the results through its backend.
 func testGoToPython(t *testing.T, py *python, app *engine.App, queue string, ids *[]string) {
+	testGoToPythonCalls(t, py, app, queue, ids, goCalls)
+}
+
+func testGoToPythonCalls(t *testing.T, py *python, app *engine.App, queue string, ids *[]string, calls []goCall) {
 	ctx := ctxT(t, 90*time.Second)
 	type pending struct {
 		goCall
 		res *engine.AsyncResult[any]
 	}
 	var ps []pending
-	for _, c := range goCalls {
+	for _, c := range calls {
 		res, err := app.SendTask(ctx, c.task, c.args, c.kwargs, append(c.opts, engine.Queue(queue))...)
 		if err != nil {
 			t.Fatalf("%s: %v", c.kind, err)
@@ -374,6 +378,16 @@ func TestInteropGoToPythonRPC(t *testing.T) {
 	queue := testQueue(t, "go2py")
 	app, _ := newApp(t, "", engine.Config{}, WithMaxPriority(interopPriority))
 	testGoToPython(t, py, app, queue, nil)
+}
+
+// TestInteropGoToPythonRPCMsgpackResults: the Python worker sends its
+// rpc:// replies in msgpack (result_serializer); the client transcodes them.
+func TestInteropGoToPythonRPCMsgpackResults(t *testing.T) {
+	t.Parallel()
+	py := newPython(t, "rpc://", "RESULT_SERIALIZER=msgpack")
+	queue := testQueue(t, "go2py-msgpack")
+	app, _ := newApp(t, "", engine.Config{}, WithMaxPriority(interopPriority))
+	testGoToPythonCalls(t, py, app, queue, nil, []goCall{goCalls[0], goCalls[1], goCalls[2]})
 }
 
 // TestInteropGoToPythonRedisBackend: as TestInteropGoToPythonRPC with the

@@ -30,7 +30,7 @@ type config struct {
 	backoffMin     time.Duration
 	backoffMax     time.Duration
 	publishRetries int // attempts after a lost connection, per Publish call
-	maxInFlight    int // unconfirmed publishes per Broker
+	maxInFlight    int // unconfirmed publishes per Publish call
 	resultExpires  time.Duration
 	connName       string
 	dialTimeout    time.Duration
@@ -110,8 +110,10 @@ func WithReconnectBackoff(lo, hi time.Duration) Option {
 // may reach the queue twice: delivery is at least once.
 func WithPublishRetries(n int) Option { return func(c *config) { c.publishRetries = max(n, 0) } }
 
-// WithMaxInFlight bounds the published messages awaiting their
-// confirmation, across all Publish calls of a Broker (default 8192).
+// WithMaxInFlight bounds the messages one Publish call has awaiting their
+// confirmation (default 8192): a call with more sends them in chunks of
+// that size, each pipelined, then its confirmations collected. It also
+// sizes the buffer of returned (unroutable) messages.
 func WithMaxInFlight(n int) Option { return func(c *config) { c.maxInFlight = max(n, 1) } }
 
 // WithResultExpires sets the rpc:// reply queue's x-expires (Celery's

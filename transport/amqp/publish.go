@@ -3,6 +3,7 @@ package amqp
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,7 +35,7 @@ type pubSource interface {
 
 // item states inside a pubBatch.
 const (
-	stPending  uint8 = iota // not sent in the current round
+	stPending  uint8 = iota // to be sent (again)
 	stInFlight              // sent, awaiting its confirmation
 	stAcked
 	stNacked
@@ -44,99 +45,52 @@ const (
 )
 
 // pubBatch tracks the items of one Publish call across its rounds (one
-// round per connection it had to use).
+// round per connection it had to use). Only the goroutine of that call
+// touches it.
 type pubBatch struct {
-	src pubSource
-
-	mu        sync.Mutex
-	round     int
-	status    []uint8
-	waiting   int    // items in flight in the current round
-	sending   bool   // sendRound is still publishing this round's items
-	reason    string // reply text of the first return
-	invalid   error  // why the first invalid item cannot be written
-	chanErr   error  // a channel-level error that killed the round
-	abandoned bool   // the caller left (ctx): the last resolver releases src
-	done      chan struct{}
+	src     pubSource
+	status  []uint8
+	dcs     []*amqp091.DeferredConfirmation
+	reason  string // reply text of the first return
+	invalid error  // why the first invalid item cannot be written
 }
 
-func newBatch(src pubSource) *pubBatch {
-	return &pubBatch{src: src, status: make([]uint8, src.len()), done: make(chan struct{}, 1)}
-}
-
-// resolve records the outcome of item i sent in round. Stale rounds (a
-// dead session draining after the caller moved on) are ignored.
-func (b *pubBatch) resolve(i, round int, st uint8, reason string) {
-	b.mu.Lock()
-	if round != b.round || b.status[i] != stInFlight {
-		b.mu.Unlock()
-		return
-	}
-	b.status[i] = st
-	if st == stReturned && b.reason == "" {
-		b.reason = reason
-	}
-	b.waiting--
-	last := b.waiting == 0 && !b.sending // else sendRound signals when done
-	release := last && b.abandoned
-	b.mu.Unlock()
-	if release {
-		b.src.release()
-	} else if last {
-		select {
-		case b.done <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// abandon is called when the caller stops waiting: src is released now
-// if nothing is in flight, else by the last resolver.
-func (b *pubBatch) abandon() {
-	b.mu.Lock()
-	b.abandoned = true
-	now := b.waiting == 0
-	b.mu.Unlock()
-	if now {
-		b.src.release()
-	}
-}
-
-// flightEntry is one unconfirmed publish; its sequence number is implied
-// by its place in the session's FIFO.
-type flightEntry struct {
-	batch *pubBatch
-	idx   int32
-	round int32
-}
-
-// pubSession is one publishing connection: a channel in confirm mode,
-// a channel for declarations, and the goroutine that reads confirmations.
+// pubSession is one publishing connection: a channel in confirm mode and
+// a channel for declarations.
 type pubSession struct {
 	p    *publisher
 	conn *amqp091.Connection
 	ch   *amqp091.Channel
-	dead chan struct{} // closed once the session is unusable
+	// dead is closed once the session is unusable; closeErr (set before)
+	// says why, if the server said.
+	dead     chan struct{}
+	closeErr *amqp091.Error
 
-	// flight is the FIFO of unconfirmed publishes, oldest (next to be
-	// confirmed) first. Guarded by flightMu; room waits on it.
-	flightMu sync.Mutex
-	room     *sync.Cond
-	flight   []flightEntry
-	head     int
-	isDead   bool
-	closeErr *amqp091.Error // why the publishing channel closed, if it said
+	// returns receives basic.return frames. RabbitMQ sends the return of
+	// a mandatory message before its confirmation, and amqp091-go hands
+	// it to this buffered channel before it resolves the confirmation, so
+	// whoever sees a confirmation can find the return by draining it.
+	returns  <-chan amqp091.Return
+	retMu    sync.Mutex
+	returned map[string]string // correlation id -> reply code and text; guarded by retMu
+	nret     atomic.Int32      // len(returned)
 
-	// declared queues and the declaration channel; guarded by declMu.
-	declMu   sync.Mutex
-	declCh   *amqp091.Channel
-	declared map[string]struct{}
+	// The declaration channel is guarded by declMu; the queues declared on
+	// this connection by declaredMu.
+	declMu     sync.Mutex
+	declCh     *amqp091.Channel
+	declaredMu sync.RWMutex
+	declared   map[string]struct{}
+}
 
-	// pub and table are the reused publishing and headers; guarded by
-	// publisher.mu.
+// pubScratch is a publishing and headers table that one sendChunk call
+// fills, item after item.
+type pubScratch struct {
 	pub   amqp091.Publishing
 	table amqp091.Table
 }
+
+var scratchPool = sync.Pool{New: func() any { return &pubScratch{table: make(amqp091.Table, 24)} }}
 
 // publisher owns the Broker's publishing connection and re-dials it after
 // a loss.
@@ -144,7 +98,6 @@ type publisher struct {
 	cfg *config
 	url string
 
-	mu   sync.Mutex // serializes basic.publish, so FIFO order = sequence order
 	sess atomic.Pointer[pubSession]
 
 	dialMu   sync.Mutex // one dialer at a time; guards fails, lastFail, closed
@@ -221,99 +174,54 @@ func (p *publisher) open(ctx context.Context) (*pubSession, error) {
 		conn:     conn,
 		ch:       ch,
 		dead:     make(chan struct{}),
+		returned: make(map[string]string),
 		declared: make(map[string]struct{}),
 	}
-	s.room = sync.NewCond(&s.flightMu)
-	s.table = make(amqp091.Table, 24)
-	// The confirmation channel holds every possible confirmation, so
-	// amqp091-go's reader never waits on it; returns are unbuffered so
-	// that a return is recorded before the confirmation that follows it.
-	confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, p.cfg.maxInFlight+1))
-	returns := ch.NotifyReturn(make(chan amqp091.Return))
+	s.returns = ch.NotifyReturn(make(chan amqp091.Return, p.cfg.maxInFlight+1))
 	chClosed := ch.NotifyClose(make(chan *amqp091.Error, 1))
-	go s.loop(confirms, returns, chClosed)
+	connClosed := conn.NotifyClose(make(chan *amqp091.Error, 1))
+	go func() {
+		var why *amqp091.Error
+		select {
+		case why = <-chClosed:
+		case why = <-connClosed:
+		}
+		s.closeErr = why
+		close(s.dead)
+		conn.Close()
+		if why != nil {
+			p.cfg.log.Warn("amqp: publishing channel closed", "code", why.Code, "reason", why.Reason)
+		}
+	}()
 	return s, nil
 }
 
-// loop resolves confirmations in order until the channel closes, then
-// fails whatever is still in flight.
-func (s *pubSession) loop(confirms <-chan amqp091.Confirmation, returns <-chan amqp091.Return, chClosed <-chan *amqp091.Error) {
-	returned := map[string]string{}
-	for confirms != nil {
+// takeReturn reports whether the message with correlation id was
+// returned, and why. Call it after the message's confirmation.
+func (s *pubSession) takeReturn(id string) (string, bool) {
+	s.retMu.Lock()
+	defer s.retMu.Unlock()
+	for {
 		select {
-		case r, ok := <-returns:
-			if !ok {
-				returns = nil
+		case r, ok := <-s.returns:
+			if ok {
+				s.returned[r.CorrelationId] = fmt.Sprintf("%d %s", r.ReplyCode, r.ReplyText)
 				continue
 			}
-			returned[r.CorrelationId] = fmt.Sprintf("%d %s", r.ReplyCode, r.ReplyText)
-		case c, ok := <-confirms:
-			if !ok {
-				confirms = nil
-				continue
-			}
-			s.flightMu.Lock()
-			if s.head == len(s.flight) {
-				s.flightMu.Unlock()
-				continue // cannot happen: a confirmation for nothing sent
-			}
-			e := s.flight[s.head]
-			s.flight[s.head] = flightEntry{}
-			s.head++
-			if s.head == len(s.flight) {
-				s.flight, s.head = s.flight[:0], 0
-			}
-			s.room.Signal()
-			s.flightMu.Unlock()
-			st, reason := stNacked, ""
-			if c.Ack {
-				st = stAcked
-				if len(returned) > 0 {
-					id := e.batch.src.id(int(e.idx))
-					if why, ok := returned[id]; ok {
-						st, reason = stReturned, why
-						delete(returned, id)
-					}
-				}
-			}
-			e.batch.resolve(int(e.idx), int(e.round), st, reason)
+		default:
 		}
+		break
 	}
-	var closeErr *amqp091.Error
-	select {
-	case closeErr = <-chClosed:
-	default:
+	why, ok := s.returned[id]
+	if ok {
+		delete(s.returned, id)
 	}
-	s.kill(closeErr)
+	s.nret.Store(int32(len(s.returned)))
+	return why, ok
 }
 
-// kill marks the session dead and fails every unconfirmed publish.
-func (s *pubSession) kill(why *amqp091.Error) {
-	s.flightMu.Lock()
-	if s.isDead {
-		s.flightMu.Unlock()
-		return
-	}
-	s.isDead = true
-	s.closeErr = why
-	left := append([]flightEntry(nil), s.flight[s.head:]...)
-	s.flight, s.head = nil, 0
-	s.room.Broadcast()
-	s.flightMu.Unlock()
-	close(s.dead)
-	s.conn.Close()
-	for _, e := range left {
-		e.batch.mu.Lock()
-		if why != nil && why.Recover && e.batch.chanErr == nil {
-			e.batch.chanErr = why
-		}
-		e.batch.mu.Unlock()
-		e.batch.resolve(int(e.idx), int(e.round), stLost, "")
-	}
-	if why != nil {
-		s.p.cfg.log.Warn("amqp: publishing channel closed", "code", why.Code, "reason", why.Reason)
-	}
-}
+// mayHaveReturns reports whether takeReturn could find anything.
+func (s *pubSession) mayHaveReturns() bool { return len(s.returns) > 0 || s.nret.Load() > 0 }
 
 // declareItem declares the queue item i of src goes to, once per session.
 func (s *pubSession) declareItem(src pubSource, i int) error {
@@ -321,19 +229,24 @@ func (s *pubSession) declareItem(src pubSource, i int) error {
 	if !ok {
 		return nil
 	}
-	s.declMu.Lock()
-	defer s.declMu.Unlock()
-	if _, ok := s.declared[name]; ok {
+	s.declaredMu.RLock()
+	_, done := s.declared[name]
+	s.declaredMu.RUnlock()
+	if done {
 		return nil
 	}
 	q := src.spec(i)
+	s.declMu.Lock()
+	defer s.declMu.Unlock()
 	if err := s.declChannel(); err != nil {
 		return err
 	}
 	if _, err := declareQueue(s.declCh, q); err != nil {
 		return err
 	}
+	s.declaredMu.Lock()
 	s.declared[q.Name] = struct{}{}
+	s.declaredMu.Unlock()
 	return nil
 }
 
@@ -362,13 +275,16 @@ func (s *pubSession) withDeclChannel(f func(ch *amqp091.Channel) error) error {
 
 // send publishes every item of src with confirms, resending those a lost
 // connection swallowed, and returns when all are confirmed (or ctx ends).
-// It always ends with src released.
+// Items go out in chunks of at most maxInFlight, each chunk pipelined and
+// then its confirmations collected. src is released once nothing refers
+// to its items any more, whatever send returns.
 func (p *publisher) send(ctx context.Context, src pubSource) error {
-	if src.len() == 0 {
+	n := src.len()
+	if n == 0 {
 		src.release()
 		return nil
 	}
-	b := newBatch(src)
+	b := &pubBatch{src: src, status: make([]uint8, n), dcs: make([]*amqp091.DeferredConfirmation, n)}
 	for attempt := 0; ; attempt++ {
 		s, err := p.session(ctx)
 		if err != nil {
@@ -382,33 +298,37 @@ func (p *publisher) send(ctx context.Context, src pubSource) error {
 			src.release()
 			return err
 		}
-		p.sendRound(s, b)
-		select {
-		case <-b.done:
-		case <-ctx.Done():
-			b.abandon()
-			return ctx.Err()
+		for lo := 0; lo < n; lo += p.cfg.maxInFlight {
+			hi := min(n, lo+p.cfg.maxInFlight)
+			p.sendChunk(s, b, lo, hi)
+			if err := b.wait(ctx, s, lo, hi); err != nil {
+				go b.abandon(lo) // release src once its confirmations are in
+				return err
+			}
 		}
-		b.mu.Lock()
-		lost, chanErr := 0, b.chanErr
+		lost := 0
 		for i, st := range b.status {
 			if st == stLost {
 				lost++
 				b.status[i] = stPending
 			}
 		}
-		b.round++
-		b.mu.Unlock()
 		if lost == 0 {
 			err := b.err()
 			src.release()
 			return err
 		}
-		if chanErr != nil {
+		select { // a lost item means a closed channel: learn why
+		case <-s.dead:
+		case <-ctx.Done():
+			src.release()
+			return ctx.Err()
+		}
+		if why := s.closeErr; why != nil && why.Recover {
 			// The broker closed the channel because of what we sent (e.g. an
 			// exchange that does not exist): resending would fail alike.
 			src.release()
-			return fmt.Errorf("amqp: publish: channel closed by the broker: %w", chanErr)
+			return fmt.Errorf("amqp: publish: channel closed by the broker: %w", why)
 		}
 		if attempt >= p.cfg.publishRetries {
 			src.release()
@@ -420,8 +340,8 @@ func (p *publisher) send(ctx context.Context, src pubSource) error {
 
 // declareFor declares the queues the pending items go to.
 func (p *publisher) declareFor(s *pubSession, b *pubBatch) error {
-	for i := range b.status {
-		if b.status[i] != stPending {
+	for i, st := range b.status {
+		if st != stPending {
 			continue
 		}
 		if err := s.declareItem(b.src, i); err != nil {
@@ -431,65 +351,87 @@ func (p *publisher) declareFor(s *pubSession, b *pubBatch) error {
 	return nil
 }
 
-// sendRound publishes the pending items of b on s.
-func (p *publisher) sendRound(s *pubSession, b *pubBatch) {
-	b.mu.Lock()
-	round := b.round
-	b.sending = true
-	b.mu.Unlock()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i := range b.status {
+// sendChunk publishes the pending items lo..hi-1 of b on s, back to back
+// (amqp091-go serializes concurrent publishers on the channel).
+func (p *publisher) sendChunk(s *pubSession, b *pubBatch, lo, hi int) {
+	sc := scratchPool.Get().(*pubScratch)
+	defer scratchPool.Put(sc)
+	for i := lo; i < hi; i++ {
 		if b.status[i] != stPending {
 			continue
 		}
-		pub := &s.pub
-		*pub = amqp091.Publishing{Headers: s.table}
+		pub := &sc.pub
+		*pub = amqp091.Publishing{Headers: sc.table}
 		exchange, key, mandatory := b.src.fill(i, pub)
 		if err := pub.Headers.Validate(); err != nil {
-			b.mu.Lock()
 			b.status[i] = stInvalid
 			if b.invalid == nil {
 				b.invalid = fmt.Errorf("amqp: publish %s: headers: %w", b.src.id(i), err)
 			}
-			b.mu.Unlock()
 			continue
 		}
-		// Reserve the item's place in the FIFO before it goes out, so its
-		// confirmation always finds it.
-		s.flightMu.Lock()
-		for len(s.flight)-s.head >= p.cfg.maxInFlight && !s.isDead {
-			s.room.Wait()
-		}
-		if s.isDead {
-			s.flightMu.Unlock()
-			b.mu.Lock()
+		dc, err := s.ch.PublishWithDeferredConfirm(exchange, key, mandatory, false, *pub)
+		if err != nil || dc == nil {
+			// The channel or connection is gone: resend on the next one.
 			b.status[i] = stLost
-			b.mu.Unlock()
+			s.conn.Close()
 			continue
 		}
-		s.flight = append(s.flight, flightEntry{batch: b, idx: int32(i), round: int32(round)})
-		b.mu.Lock()
-		b.status[i] = stInFlight
-		b.waiting++
-		b.mu.Unlock()
-		s.flightMu.Unlock()
-		if err := s.ch.Publish(exchange, key, mandatory, false, *pub); err != nil {
-			// The channel or connection is gone; the session's loop fails
-			// everything in flight, this item included.
-			s.conn.Close()
-		}
+		b.status[i], b.dcs[i] = stInFlight, dc
 	}
-	b.mu.Lock()
-	b.sending = false
-	none := b.waiting == 0
-	b.mu.Unlock()
-	if none {
+	sc.pub = amqp091.Publishing{}
+	clear(sc.table)
+}
+
+// wait collects the confirmations of items lo..hi-1.
+func (b *pubBatch) wait(ctx context.Context, s *pubSession, lo, hi int) error {
+	acked := false
+	for i := lo; i < hi; i++ {
+		if b.status[i] != stInFlight {
+			continue
+		}
+		dc := b.dcs[i]
 		select {
-		case b.done <- struct{}{}:
+		case <-dc.Done():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		b.dcs[i] = nil
+		switch {
+		case dc.Acked():
+			b.status[i] = stAcked
+			acked = true
+		case s.ch.IsClosed():
+			b.status[i] = stLost // amqp091-go nacks what was unconfirmed when the channel closes
 		default:
+			b.status[i] = stNacked
 		}
 	}
+	if acked && s.mayHaveReturns() {
+		for i := lo; i < hi; i++ {
+			if b.status[i] != stAcked {
+				continue
+			}
+			if why, ok := s.takeReturn(b.src.id(i)); ok {
+				b.status[i] = stReturned
+				if b.reason == "" {
+					b.reason = why
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// abandon waits for the confirmations still due from item lo on (the
+// caller has gone), then releases the items.
+func (b *pubBatch) abandon(lo int) {
+	for _, dc := range b.dcs[lo:] {
+		if dc != nil {
+			<-dc.Done()
+		}
+	}
+	b.src.release()
 }
 
 // err summarizes nacked and returned items.
@@ -555,20 +497,40 @@ func (m *msgSource) spec(i int) Queue {
 	return TaskQueue(string(m.msgs[i].RoutingKey), m.b.cfg.maxPriority)
 }
 
+// fill writes msg's properties as codec.AMQPPropertiesOf does, but as
+// views of msg (amqp091-go encodes them before Publish returns, while
+// the batch still owns msg).
 func (m *msgSource) fill(i int, p *amqp091.Publishing) (string, string, bool) {
 	msg := m.msgs[i]
 	p.Headers = amqpHeaders(msg, p.Headers)
-	props := codec.AMQPPropertiesOf(msg)
-	p.ContentType = props.ContentType
-	p.ContentEncoding = props.ContentEncoding
-	p.CorrelationId = props.CorrelationID
-	p.ReplyTo = props.ReplyTo
+	p.ContentType = codec.ContentTypeJSON
+	if len(msg.ContentType) != 0 {
+		p.ContentType = unsafeconv.String(msg.ContentType)
+	}
+	switch {
+	case len(msg.ContentEncoding) != 0:
+		p.ContentEncoding = unsafeconv.String(msg.ContentEncoding)
+	case p.ContentType == codec.ContentTypeMsgpack || p.ContentType == codec.ContentTypePickle:
+		p.ContentEncoding = codec.EncodingBinary
+	default:
+		p.ContentEncoding = codec.EncodingUTF8
+	}
+	p.CorrelationId = unsafeconv.String(msg.CorrelationID)
+	if p.CorrelationId == "" {
+		p.CorrelationId = unsafeconv.String(msg.ID)
+	}
+	p.ReplyTo = unsafeconv.String(msg.ReplyTo)
 	if p.ReplyTo == "" {
 		p.ReplyTo = m.b.oid // as Celery: every task names its client's reply queue
 	}
-	p.Expiration = props.Expiration
-	p.DeliveryMode = props.DeliveryMode
-	p.Priority = props.Priority
+	if msg.HasExpiration {
+		p.Expiration = strconv.FormatInt(max(msg.Expiration, 0), 10)
+	}
+	p.DeliveryMode = amqp091.Persistent
+	if msg.DeliveryMode != 0 {
+		p.DeliveryMode = msg.DeliveryMode
+	}
+	p.Priority = msg.Priority
 	p.Body = msg.Body
 	return unsafeconv.String(msg.Exchange), unsafeconv.String(msg.RoutingKey), true
 }

@@ -9,6 +9,8 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/codec/serializer"
+	"github.com/celerity-go/celerity/internal/unsafeconv"
 	"github.com/celerity-go/celerity/transport"
 )
 
@@ -155,15 +157,24 @@ func (r *RPCBackend) run(deliveries <-chan amqp091.Delivery) {
 }
 
 // receive keeps one reply: the task id is the correlation id (else the
-// body's task_id, as Celery falls back to).
+// body's task_id, as Celery falls back to). Replies in msgpack or YAML
+// (result_serializer) are transcoded to JSON.
 func (r *RPCBackend) receive(d *amqp091.Delivery) {
+	body := d.Body
 	if ct := d.ContentType; ct != "" && ct != codec.ContentTypeJSON {
-		r.cfg.log.Warn("amqp: rpc reply is not JSON; dropped (use result_serializer json)",
-			"content_type", ct, "correlation_id", d.CorrelationId)
-		return
+		s, ok := serializer.ByContentType(unsafeconv.Bytes(ct))
+		var err error
+		if ok {
+			body, err = s.ToJSON(nil, body)
+		}
+		if !ok || err != nil {
+			r.cfg.log.Warn("amqp: rpc reply cannot be read; dropped",
+				"content_type", ct, "correlation_id", d.CorrelationId, "err", err)
+			return
+		}
 	}
 	var rec codec.Result
-	if err := codec.DecodeResultJSON(d.Body, &rec); err != nil {
+	if err := codec.DecodeResultJSON(body, &rec); err != nil {
 		r.cfg.log.Warn("amqp: rpc reply is not a result record; dropped", "correlation_id", d.CorrelationId, "err", err)
 		return
 	}
@@ -171,7 +182,7 @@ func (r *RPCBackend) receive(d *amqp091.Delivery) {
 	if id == "" {
 		id = string(rec.TaskID)
 	}
-	r.keep(id, d.Body, rec.State)
+	r.keep(id, body, rec.State)
 }
 
 // keep stores data (which it owns from now on) as id's latest record and

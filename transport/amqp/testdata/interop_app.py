@@ -6,6 +6,7 @@ Environment (besides py_app's):
     CELERITY_INTEROP_DIR   directory of py_app.py (required)
     AMQP_MAX_PRIORITY      task_queue_max_priority (must match the Go side's
                            WithMaxPriority, or RabbitMQ refuses the queue)
+    RESULT_SERIALIZER      result_serializer (default json)
 """
 import os
 import sys
@@ -16,6 +17,8 @@ from py_app import app  # noqa: E402
 
 if os.environ.get('AMQP_MAX_PRIORITY'):
     app.conf.task_queue_max_priority = int(os.environ['AMQP_MAX_PRIORITY'])
+if os.environ.get('RESULT_SERIALIZER'):
+    app.conf.result_serializer = os.environ['RESULT_SERIALIZER']
 # Hold as little as possible, so a killed worker leaves little behind.
 app.conf.worker_prefetch_multiplier = 1
 
