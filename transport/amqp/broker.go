@@ -82,6 +82,17 @@ func (b *Broker) Publish(ctx context.Context, msgs ...*codec.Message) error {
 	return b.pub.send(ctx, &msgSource{b: b, msgs: msgs})
 }
 
+// PublishRaw sends one message that is not a task, as is, with a
+// publisher confirm and not mandatory: an event to EventExchange("celeryev")
+// with routing key "task.multi", a remote-control command to
+// ControlExchange("celery"), a reply to ReplyExchange("celery") with the
+// client's oid as key. Celery sends these with delivery_mode 1
+// (transient); set msg.DeliveryMode accordingly. msg's slices and table
+// are read during the call only.
+func (b *Broker) PublishRaw(ctx context.Context, exchange, routingKey string, msg amqp091.Publishing) error {
+	return b.pub.send(ctx, &rawSource{items: []rawPub{{exchange: exchange, key: routingKey, pub: msg}}})
+}
+
 // Consume starts a consumer of queues on a connection of its own, with
 // basic.qos prefetch (global, as Celery sets it; 0 = unlimited). The
 // queues are declared as Celery declares task queues. The returned value

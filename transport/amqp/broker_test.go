@@ -279,3 +279,87 @@ func TestPublishProperties(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishRawEvent publishes a task event to the celeryev topic
+// exchange as Celery's event dispatcher does and reads it from an event
+// receiver's queue.
+func TestPublishRawEvent(t *testing.T) {
+	t.Parallel()
+	b := newTestBroker(t)
+	ctx := ctxT(t, 10*time.Second)
+	q := EventQueue(newUUID(), "task.#")
+	t.Cleanup(func() { adminBroker(t).DeleteQueue(context.Background(), q.Name) })
+	if err := b.Declare(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`[{"type": "task-succeeded", "uuid": "e-1", "hostname": "w@h"}]`)
+	if err := b.PublishRaw(ctx, "celeryev", "task.multi", amqp091.Publishing{
+		Headers: amqp091.Table{"hostname": "w@h"}, ContentType: "application/json", ContentEncoding: "utf-8",
+		DeliveryMode: amqp091.Transient, Body: body,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := amqp091.Dial(testURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, _ := conn.Channel()
+	d, ok, err := ch.Get(q.Name, true)
+	if err != nil || !ok || string(d.Body) != string(body) || d.RoutingKey != "task.multi" || d.Headers["hostname"] != "w@h" {
+		t.Fatalf("event queue: ok=%v err=%v delivery=%+v", ok, err, d)
+	}
+}
+
+// TestSetPrefetchLowerHoldsBack: after the bound is lowered, deliveries
+// RabbitMQ already sent are held until enough fetched messages are
+// settled.
+func TestSetPrefetchLowerHoldsBack(t *testing.T) {
+	t.Parallel()
+	b := newTestBroker(t)
+	queue := testQueue(t, "lower")
+	for i := range 8 {
+		if err := b.Publish(t.Context(), newTask(queue, fmt.Sprintf("l-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := b.Consume(t.Context(), []string{queue}, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t, 10*time.Second)
+	got := make([]*codec.Message, 4)
+	for n := 0; n < 4; {
+		k, err := c.Fetch(ctx, got[n:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += k
+	}
+	if err := c.SetPrefetch(2); err != nil {
+		t.Fatal(err)
+	}
+	none := func() {
+		t.Helper()
+		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		if n, err := c.Fetch(short, make([]*codec.Message, 4)); err == nil {
+			t.Fatalf("fetched %d over the lowered bound", n)
+		}
+	}
+	none() // 4 held, bound 2
+	if err := c.Ack(got[:3]...); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]*codec.Message, 4)
+	n, err := c.Fetch(ctx, buf)
+	if err != nil || n != 1 {
+		t.Fatalf("fetched %d (%v) with 1 held and bound 2, want 1", n, err)
+	}
+	none()
+	c.Ack(got[3], buf[0])
+	for _, m := range append(got, buf[0]) {
+		codec.ReleaseMessage(m)
+	}
+}

@@ -452,6 +452,11 @@ func (c *Consumer) wait(ctx context.Context, s *consSession, gap <-chan time.Tim
 // server cancelled the consumer (its queue was deleted). Either way the
 // session is dropped; the next Fetch reconnects and redeclares.
 func (c *Consumer) lost(s *consSession, q int) {
+	select {
+	case <-c.closed:
+		return
+	default:
+	}
 	if s.alive() {
 		c.b.cfg.log.Warn("amqp: consumer cancelled by the server; reconnecting", "queue", c.queues[q])
 	}
