@@ -3,7 +3,9 @@ package memory
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/celerity-go/celerity/codec"
 	"github.com/celerity-go/celerity/transport"
@@ -17,16 +19,23 @@ const levels = 10
 
 // Broker is an in-process message broker. The zero value is not usable;
 // call NewBroker.
+//
+// Locking: each queue has its own mutex (publish, fetch, requeue) and each
+// consumer its own (unacknowledged messages, prefetch): producers,
+// consumers and acknowledgements of different queues and consumers do not
+// contend. A goroutine holding a consumer's mutex may take queue mutexes,
+// always in name order; never the reverse.
 type Broker struct {
-	mu     sync.Mutex
-	queues map[string]*queue
-	closed bool
+	mu     sync.Mutex                        // serialises queue creation
+	queues atomic.Pointer[map[string]*queue] // copy-on-write: lookups take no lock
+	closed atomic.Bool
 }
 
 // queue is one named queue: a FIFO ring per priority level, plus the
 // consumers waiting for it to become non-empty.
 type queue struct {
 	name    string
+	mu      sync.Mutex
 	levels  [levels]ring
 	n       int
 	waiters []*Consumer
@@ -34,68 +43,87 @@ type queue struct {
 
 // NewBroker returns an empty broker.
 func NewBroker() *Broker {
-	return &Broker{queues: make(map[string]*queue)}
+	b := &Broker{}
+	b.queues.Store(&map[string]*queue{})
+	return b
 }
 
 var _ transport.Broker = (*Broker)(nil)
 
-// queueLocked returns the named queue, creating it. b.mu is held.
-func (b *Broker) queueLocked(name []byte) *queue {
-	q := b.queues[string(name)] // no allocation for the lookup
-	if q == nil {
-		q = &queue{name: string(name)}
-		b.queues[q.name] = q
+// queue returns the named queue, creating it.
+func (b *Broker) queue(name []byte) *queue {
+	if q := (*b.queues.Load())[string(name)]; q != nil { // no allocation
+		return q
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := *b.queues.Load()
+	if q := old[string(name)]; q != nil {
+		return q
+	}
+	next := make(map[string]*queue, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	q := &queue{name: string(name)}
+	next[q.name] = q
+	b.queues.Store(&next)
 	return q
+}
+
+// wakeLocked tells the waiting consumers that q has messages. q.mu is held.
+func (q *queue) wakeLocked() {
+	for _, c := range q.waiters {
+		c.notify()
+	}
+	clear(q.waiters)
+	q.waiters = q.waiters[:0]
 }
 
 // Publish queues each message on the queue named by its routing key (the
 // exchange is not consulted: every queue behaves as bound to a direct
-// exchange of its own name and to the default exchange).
+// exchange of its own name and to the default exchange). Consecutive
+// messages for one queue are queued under one lock.
 func (b *Broker) Publish(_ context.Context, msgs ...*codec.Message) error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	if b.closed.Load() {
 		for _, m := range msgs {
 			codec.ReleaseMessage(m)
 		}
 		return ErrClosed
 	}
-	var wake *Consumer
-	for _, m := range msgs {
-		q := b.queueLocked(m.RoutingKey)
-		q.levels[min(int(m.Priority), levels-1)].pushBack(m)
-		q.n++
-		for _, c := range q.waiters {
-			if c != wake {
-				c.notify()
-			}
-			wake = c
+	for i := 0; i < len(msgs); {
+		q := b.queue(msgs[i].RoutingKey)
+		q.mu.Lock()
+		for ; i < len(msgs) && string(msgs[i].RoutingKey) == q.name; i++ {
+			m := msgs[i]
+			q.levels[min(int(m.Priority), levels-1)].pushBack(m)
+			q.n++
 		}
-		q.waiters = q.waiters[:0]
+		q.wakeLocked()
+		q.mu.Unlock()
 	}
-	b.mu.Unlock()
 	return nil
 }
 
 // Len returns the number of ready (not fetched) messages in queue.
 func (b *Broker) Len(queue string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if q := b.queues[queue]; q != nil {
-		return q.n
+	q := (*b.queues.Load())[queue]
+	if q == nil {
+		return 0
 	}
-	return 0
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n
 }
 
 // Purge drops the ready messages of queue and returns how many there were.
 func (b *Broker) Purge(queue string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	q := b.queues[queue]
+	q := (*b.queues.Load())[queue]
 	if q == nil {
 		return 0
 	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	n := q.n
 	for i := range q.levels {
 		for q.levels[i].len() > 0 {
@@ -115,49 +143,43 @@ func (b *Broker) Consume(_ context.Context, queues []string, prefetch int) (tran
 	if prefetch < 0 {
 		return nil, errors.New("memory: consume: negative prefetch")
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
+	if b.closed.Load() {
 		return nil, ErrClosed
 	}
 	c := &Consumer{b: b, prefetch: prefetch, wake: make(chan struct{}, 1), acked: make(chan struct{}, 1)}
-	for _, name := range queues {
-		c.queues = append(c.queues, b.queueLocked([]byte(name)))
+	for _, name := range slices.Compact(slices.Sorted(slices.Values(queues))) {
+		c.queues = append(c.queues, b.queue([]byte(name)))
 	}
 	return c, nil
 }
 
 // Close drops every queued message; consumers' Fetch calls return ErrClosed.
 func (b *Broker) Close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
+	if b.closed.Swap(true) {
 		return nil
 	}
-	b.closed = true
-	for _, q := range b.queues {
-		for _, c := range q.waiters {
-			c.notify()
-		}
-		q.waiters = nil
+	for _, q := range *b.queues.Load() {
+		q.mu.Lock()
+		q.wakeLocked()
+		q.mu.Unlock()
 	}
 	return nil
 }
 
 // Consumer takes messages from a Broker's queues. See transport.Consumer.
 type Consumer struct {
-	b        *Broker
-	queues   []*queue
-	next     int // round-robin start
-	prefetch int
-	wake     chan struct{} // a queue got a message
-	acked    chan struct{} // an ack made room in the prefetch window
+	b      *Broker
+	queues []*queue      // sorted by name: the order their mutexes are taken in
+	wake   chan struct{} // a queue got a message
+	acked  chan struct{} // an ack made room in the prefetch window
 
-	// Guarded by b.mu.
-	unacked []*codec.Message // slot i holds the message with Tag i+1
-	free    []uint64         // free slot tags
-	held    int
-	closed  bool
+	mu       sync.Mutex
+	next     int              // round-robin start
+	prefetch int              // 0 = unlimited
+	unacked  []*codec.Message // slot i holds the message with Tag i+1
+	free     []uint64         // free slot tags
+	held     int
+	closed   bool
 }
 
 func (c *Consumer) notify() {
@@ -167,36 +189,43 @@ func (c *Consumer) notify() {
 	}
 }
 
+func (c *Consumer) signalRoom() {
+	select {
+	case c.acked <- struct{}{}:
+	default:
+	}
+}
+
 // Fetch implements transport.Consumer.
 func (c *Consumer) Fetch(ctx context.Context, dst []*codec.Message) (int, error) {
 	for {
-		b := c.b
-		b.mu.Lock()
-		if b.closed || c.closed {
-			b.mu.Unlock()
+		if c.b.closed.Load() {
+			return 0, ErrClosed
+		}
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
 			return 0, ErrClosed
 		}
 		room := len(dst)
 		if c.prefetch > 0 {
 			room = min(room, c.prefetch-c.held)
 		}
-		n := 0
 		if room > 0 {
-			n = c.takeLocked(dst[:room])
-		}
-		if n > 0 {
-			b.mu.Unlock()
-			return n, nil
-		}
-		wait := c.wake
-		if room <= 0 {
-			wait = c.acked
-		} else {
-			for _, q := range c.queues {
-				q.waiters = append(q.waiters, c)
+			if n := c.takeLocked(dst[:room]); n > 0 {
+				c.mu.Unlock()
+				return n, nil
 			}
 		}
-		b.mu.Unlock()
+		wait := c.acked
+		if room > 0 {
+			wait = c.wake
+			if c.waitLocked() { // a message arrived meanwhile
+				c.mu.Unlock()
+				continue
+			}
+		}
+		c.mu.Unlock()
 		select {
 		case <-wait:
 		case <-ctx.Done():
@@ -206,10 +235,31 @@ func (c *Consumer) Fetch(ctx context.Context, dst []*codec.Message) (int, error)
 	}
 }
 
+// waitLocked registers c as a waiter of each of its queues, unless one of
+// them has a message (it then reports true). c.mu is held.
+func (c *Consumer) waitLocked() bool {
+	for _, q := range c.queues {
+		q.mu.Lock()
+		ready := q.n > 0
+		if !ready && !slices.Contains(q.waiters, c) {
+			q.waiters = append(q.waiters, c)
+		}
+		q.mu.Unlock()
+		if ready {
+			return true
+		}
+	}
+	return false
+}
+
 // takeLocked moves up to len(dst) messages into dst: highest priority
 // first; within a level, one message from each queue in turn, starting
-// with a different queue on every call. b.mu is held.
+// with a different queue on every call. c.mu is held; it takes the queue
+// mutexes, in name order, for the duration.
 func (c *Consumer) takeLocked(dst []*codec.Message) int {
+	for _, q := range c.queues {
+		q.mu.Lock()
+	}
 	n := 0
 	for lvl := levels - 1; lvl >= 0 && n < len(dst); lvl-- {
 		for progress := true; progress && n < len(dst); {
@@ -229,13 +279,16 @@ func (c *Consumer) takeLocked(dst []*codec.Message) int {
 			}
 		}
 	}
+	for _, q := range c.queues {
+		q.mu.Unlock()
+	}
 	if n > 0 && len(c.queues) > 1 {
 		c.next = (c.next + 1) % len(c.queues)
 	}
 	return n
 }
 
-// track records m as unacknowledged, giving it a slot tag. b.mu is held.
+// track records m as unacknowledged, giving it a slot tag. c.mu is held.
 func (c *Consumer) track(m *codec.Message) {
 	if k := len(c.free); k > 0 {
 		m.Tag = c.free[k-1]
@@ -248,7 +301,7 @@ func (c *Consumer) track(m *codec.Message) {
 	c.held++
 }
 
-// untrack forgets m; false if m is not held by c. b.mu is held.
+// untrack forgets m; false if m is not held by c. c.mu is held.
 func (c *Consumer) untrack(m *codec.Message) bool {
 	if m.Tag == 0 || m.Tag > uint64(len(c.unacked)) || c.unacked[m.Tag-1] != m {
 		return false
@@ -260,16 +313,14 @@ func (c *Consumer) untrack(m *codec.Message) bool {
 	return true
 }
 
+// unwait removes c from its queues' waiters.
 func (c *Consumer) unwait() {
-	c.b.mu.Lock()
-	defer c.b.mu.Unlock()
 	for _, q := range c.queues {
-		for i, w := range q.waiters {
-			if w == c {
-				q.waiters = append(q.waiters[:i], q.waiters[i+1:]...)
-				break
-			}
+		q.mu.Lock()
+		if i := slices.Index(q.waiters, c); i >= 0 {
+			q.waiters = slices.Delete(q.waiters, i, i+1)
 		}
+		q.mu.Unlock()
 	}
 }
 
@@ -278,9 +329,9 @@ func (c *Consumer) SetPrefetch(n int) error {
 	if n < 0 {
 		return errors.New("memory: negative prefetch")
 	}
-	c.b.mu.Lock()
+	c.mu.Lock()
 	c.prefetch = n
-	c.b.mu.Unlock()
+	c.mu.Unlock()
 	c.signalRoom()
 	return nil
 }
@@ -289,31 +340,25 @@ func (c *Consumer) SetPrefetch(n int) error {
 // does not hold (already acknowledged, or fetched by another consumer).
 var ErrNotHeld = errors.New("memory: message not held by this consumer")
 
-// Ack implements transport.Consumer.
+// Ack implements transport.Consumer. It touches only the consumer's own
+// state: producers publishing meanwhile do not wait for it.
 func (c *Consumer) Ack(msgs ...*codec.Message) error {
-	c.b.mu.Lock()
+	c.mu.Lock()
 	var err error
 	for _, m := range msgs {
 		if !c.untrack(m) {
 			err = ErrNotHeld
 		}
 	}
-	c.b.mu.Unlock()
+	c.mu.Unlock()
 	c.signalRoom()
 	return err
-}
-
-func (c *Consumer) signalRoom() {
-	select {
-	case c.acked <- struct{}{}:
-	default:
-	}
 }
 
 // Reject implements transport.Consumer. A requeued message goes back, as
 // a copy flagged Redelivered, to the front of its queue.
 func (c *Consumer) Reject(requeue bool, msgs ...*codec.Message) error {
-	c.b.mu.Lock()
+	c.mu.Lock()
 	var err error
 	for _, m := range msgs {
 		if !c.untrack(m) {
@@ -321,47 +366,47 @@ func (c *Consumer) Reject(requeue bool, msgs ...*codec.Message) error {
 			continue
 		}
 		if requeue {
-			c.requeueLocked(m.Clone())
+			c.requeue(m.Clone())
 		}
 	}
-	c.b.mu.Unlock()
+	c.mu.Unlock()
 	c.signalRoom()
 	return err
 }
 
-// requeueLocked puts m back at the front of its queue. b.mu is held.
-func (c *Consumer) requeueLocked(m *codec.Message) {
+// requeue puts m back at the front of its queue. c.mu may be held.
+func (c *Consumer) requeue(m *codec.Message) {
 	m.Redelivered = true
-	q := c.b.queueLocked(m.RoutingKey)
+	m.Tag = 0
+	q := c.b.queue(m.RoutingKey)
+	q.mu.Lock()
 	q.levels[min(int(m.Priority), levels-1)].pushFront(m)
 	q.n++
-	for _, w := range q.waiters {
-		w.notify()
-	}
-	q.waiters = q.waiters[:0]
+	q.wakeLocked()
+	q.mu.Unlock()
 }
 
 // Close implements transport.Consumer: copies of the unacknowledged
 // messages are requeued at the front of their queues, oldest fetched first
 // in line.
 func (c *Consumer) Close() error {
-	c.b.mu.Lock()
-	defer c.b.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed {
 		return nil
 	}
 	c.closed = true
-	if c.b.closed {
+	c.notify()
+	if c.b.closed.Load() {
 		return nil
 	}
 	// Requeue newest first so that the oldest ends up at the front.
 	for i := len(c.unacked) - 1; i >= 0; i-- {
 		if m := c.unacked[i]; m != nil {
 			c.unacked[i] = nil
-			c.requeueLocked(m.Clone())
+			c.requeue(m.Clone())
 		}
 	}
 	c.held = 0
-	c.notify()
 	return nil
 }
