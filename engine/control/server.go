@@ -118,7 +118,7 @@ type ServerOptions struct {
 	// Mingle asks the other workers for their revoked ids at start, as
 	// Celery's mingle does (a hello broadcast, answered within a second).
 	Mingle bool
-	// Logger receives the server's log (default slog.Default()).
+	// Logger receives the server's log (default: the app's logger).
 	Logger *slog.Logger
 }
 
@@ -156,7 +156,7 @@ func NewServer(bus Bus, w *engine.Worker, opts ServerOptions) *Server {
 		opts.Clock = new(Clock)
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.Default()
+		opts.Logger = w.App().Config().Logger
 	}
 	s := &Server{bus: bus, w: w, app: w.App(), hostname: w.Hostname(), opts: opts, clock: opts.Clock,
 		log: opts.Logger, handlers: map[string]commandDef{}}
