@@ -25,8 +25,12 @@ import (
 // maxBatch bounds one fetch script call (its HSET/ZADD argument lists).
 const maxBatch = 1000
 
-// minBatchWindow is the smallest prefetch window for which Fetch, while
-// the caller holds messages, waits until an eighth of the window is free
+// unlimitedWindow bounds the envelopes a consumer without a prefetch
+// limit (prefetch 0) fetches ahead of its caller.
+const unlimitedWindow = maxBatch
+
+// minBatchWindow is the smallest prefetch window for which the fetcher,
+// while messages are held, waits until an eighth of the window is free
 // instead of fetching as soon as one slot is.
 const minBatchWindow = 32
 
@@ -39,12 +43,18 @@ const ackLinger = time.Millisecond
 const maxPendingAcks = 4096
 
 // watchTimeout is the server-side timeout of a watcher's BLMOVE; a
-// watcher re-issues it while the consumer is still waiting.
+// watcher re-issues it while the fetcher is still waiting.
 const watchTimeout = 5 // seconds
 
 // Consumer takes messages from a Broker's queues. See transport.Consumer;
 // its methods are safe for concurrent use except that Fetch has one caller
 // at a time.
+//
+// A fetcher goroutine keeps the prefetch window full: it runs the fetch
+// script whenever there is room and buffers the envelopes it gets (they
+// are already recorded as unacknowledged, and count against the window);
+// Fetch decodes buffered envelopes and returns them. The script for the
+// next batch thus runs while the caller handles the previous one.
 //
 // Fetched messages carry, in Tag, this consumer's handle for them; callers
 // must not change Tag or DeliveryTag.
@@ -54,24 +64,29 @@ type Consumer struct {
 	qjson []string   // JSON-quoted names
 	lists [][]string // lists[q][bucket]: prefixed list keys
 	rr    bool       // round robin between queues
+	id    string     // random: names tagless envelopes, mutex tokens
+	nqStr string     // decimal of len(names)
 
-	// Used by the Fetch caller only (guarded by fetchMu for Close).
-	fetchMu        sync.Mutex
+	// The fetcher's own state.
 	next           int // round-robin start
 	keyBuf, argBuf []string
-	lost           []string // scores of fetches whose reply was lost
+	lost           []string // scores of fetches whose reply was lost (under mu)
 	nStr           string   // cached decimal of nLast
 	nLast          int
-	nqStr          string // decimal of len(names)
 	scoreBuf       []byte
 	spareAcks      []string // the previous acks slice, for reuse
 
-	id string // random, for nonces and the mutex token
+	// Fetch's own state; fetchMu is held while Fetch moves envelopes
+	// from raw to slots (Close waits for it).
+	fetchMu sync.Mutex
+	take    []rawMsg
 
 	mu       sync.Mutex
-	slots    []slot
-	free     []int32
-	held     int
+	slots    []slot   // messages handed to the caller
+	free     []int32  // free slot indexes
+	raw      []rawMsg // envelopes fetched and not yet handed out, FIFO
+	rawHead  int
+	held     int // slots in use + buffered envelopes
 	prefetch int
 	seq      uint64
 
@@ -80,8 +95,9 @@ type Consumer struct {
 	ackKick chan struct{} // wakes the ack flusher
 
 	room    chan struct{} // an ack, reject or SetPrefetch made room
+	ready   chan struct{} // the fetcher buffered envelopes
 	wake    chan struct{} // a watcher saw a list become non-empty
-	waiting atomic.Bool   // Fetch found nothing and wants watchers
+	waiting atomic.Bool   // the fetcher found nothing and wants watchers
 	arms    []chan struct{}
 
 	closed   atomic.Bool
@@ -93,22 +109,29 @@ type Consumer struct {
 	once     sync.Once
 }
 
-// slot is one fetched, unacknowledged message.
+// slot is one message handed to the caller and not yet acknowledged.
 type slot struct {
 	m   *codec.Message
 	tag string // key in unacked / unacked_index
 	seq uint64 // fetch order
 }
 
+// rawMsg is one fetched envelope not yet handed to the caller.
+type rawMsg struct {
+	env string
+	tag string
+	seq uint64
+}
+
 var _ transport.Consumer = (*Consumer)(nil)
 
 // Consume implements transport.Broker. It records each queue in kombu's
 // binding set of the exchange of the same name (as a kombu worker's queue
-// declaration does), starts the watchers that wake Fetch when a list gets a
-// message, the heartbeat that keeps this consumer's unacknowledged
-// messages from being restored while it lives, and the periodic
-// restore of messages abandoned by dead consumers. The result is a
-// *Consumer.
+// declaration does) and starts the fetcher, the watchers that wake it when
+// a list gets a message, the heartbeat that keeps this consumer's
+// unacknowledged messages from being restored while it lives, the periodic
+// restore of messages abandoned by dead consumers and the acknowledgement
+// flusher. The result is a *Consumer.
 func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (transport.Consumer, error) {
 	if len(queues) == 0 {
 		return nil, errors.New("redis: consume: no queues")
@@ -127,9 +150,9 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (tr
 	_, _ = rand.Read(idb[:])
 	c := &Consumer{
 		b: b, names: names, rr: b.cfg.queueOrder == "round_robin" && len(names) > 1,
-		id: hex.EncodeToString(idb[:]), prefetch: prefetch,
-		room: make(chan struct{}, 1), wake: make(chan struct{}, 1), done: make(chan struct{}),
-		ackKick: make(chan struct{}, 1),
+		id: hex.EncodeToString(idb[:]), prefetch: prefetch, nqStr: strconv.Itoa(len(names)),
+		room: make(chan struct{}, 1), ready: make(chan struct{}, 1), wake: make(chan struct{}, 1),
+		done: make(chan struct{}), ackKick: make(chan struct{}, 1),
 	}
 	for _, q := range names {
 		if q == "" {
@@ -140,7 +163,6 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (tr
 			return nil, fmt.Errorf("redis: consume: queue name %q: %w", q, err)
 		}
 		c.qjson = append(c.qjson, string(quoted))
-		c.nqStr = strconv.Itoa(len(c.qjson))
 		c.lists = append(c.lists, b.listKeys([]byte(q)))
 	}
 	err := b.doAll(ctx, "declare bindings", len(names), func(i int) rueidis.Completed {
@@ -159,7 +181,8 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (tr
 			go c.watch(c.lists[q][bk], arm)
 		}
 	}
-	c.wg.Add(3)
+	c.wg.Add(4)
+	go c.fetcher()
 	go c.heartbeat()
 	go c.restorer()
 	go c.ackFlusher()
@@ -173,11 +196,10 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (tr
 // Queues returns the queues this consumer reads, in its order.
 func (c *Consumer) Queues() []string { return slices.Clone(c.names) }
 
-// Fetch implements transport.Consumer. One call runs one script that pops
-// up to min(len(dst), prefetch room) messages across all queues and
-// priority buckets and records them as unacknowledged; it blocks (without
-// polling) only when that finds nothing. Envelopes that do not decode are
-// logged, acknowledged (dropped, as Celery does) and not returned.
+// Fetch implements transport.Consumer: it hands out up to len(dst)
+// envelopes the fetcher has buffered, decoded, waiting (without polling)
+// until there is at least one. Envelopes that do not decode are logged,
+// acknowledged (dropped, as Celery does) and not returned.
 func (c *Consumer) Fetch(ctx context.Context, dst []*codec.Message) (int, error) {
 	if len(dst) == 0 {
 		return 0, nil
@@ -186,41 +208,126 @@ func (c *Consumer) Fetch(ctx context.Context, dst []*codec.Message) (int, error)
 		if c.closed.Load() {
 			return 0, ErrClosed
 		}
+		n, took, err := c.takeBuffered(dst)
+		if n > 0 || err != nil {
+			return n, err
+		}
+		if took > 0 {
+			continue // only undecodable envelopes: look again at once
+		}
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-c.done:
+			return 0, ErrClosed
+		}
+	}
+}
+
+// takeBuffered decodes up to len(dst) buffered envelopes into dst: n
+// messages out of took envelopes.
+func (c *Consumer) takeBuffered(dst []*codec.Message) (n, took int, err error) {
+	c.fetchMu.Lock()
+	defer c.fetchMu.Unlock()
+	if c.closed.Load() {
+		return 0, 0, ErrClosed
+	}
+	c.mu.Lock()
+	k := min(len(dst), len(c.raw)-c.rawHead)
+	c.take = append(c.take[:0], c.raw[c.rawHead:c.rawHead+k]...)
+	clear(c.raw[c.rawHead : c.rawHead+k])
+	c.rawHead += k
+	if c.rawHead == len(c.raw) {
+		c.raw, c.rawHead = c.raw[:0], 0
+	}
+	c.mu.Unlock()
+	if k == 0 {
+		return 0, 0, nil
+	}
+	var garbage []string
+	for i := range c.take {
+		r := &c.take[i]
+		m := codec.AcquireMessage()
+		if err := codec.DecodeRedisEnvelope(unsafeconv.Bytes(r.env), m); err != nil {
+			codec.ReleaseMessage(m)
+			garbage = append(garbage, r.tag)
+			c.b.log.Error("redis: dropping a message that does not decode", "err", err,
+				"queues", c.names, "message", truncate(r.env, 512))
+			r.env = ""
+			continue
+		}
+		dst[n] = m
+		n++
+	}
+	c.mu.Lock()
+	j := 0
+	for i := range c.take {
+		if c.take[i].env != "" {
+			c.track(dst[j], c.take[i].tag, c.take[i].seq)
+			j++
+		}
+	}
+	c.held -= len(garbage)
+	c.mu.Unlock()
+	clear(c.take)
+	if len(garbage) > 0 {
+		if err := c.queueAcks(garbage); err != nil {
+			c.b.log.Error("redis: could not drop undecodable messages", "err", err)
+		}
+		c.signalRoom()
+	}
+	return n, k, nil
+}
+
+// fetcher keeps the prefetch window full (see Consumer).
+func (c *Consumer) fetcher() {
+	defer c.wg.Done()
+	backoff := 10 * time.Millisecond
+	for !c.closed.Load() {
 		c.mu.Lock()
-		room, least := len(dst), 1
+		var room, least int
 		if c.prefetch > 0 {
-			room = min(room, c.prefetch-c.held)
+			room, least = c.prefetch-c.held, 1
 			if c.held > 0 && c.prefetch >= minBatchWindow {
 				// Work is in hand: wait for a worthwhile batch rather
 				// than fetching a few messages per acknowledgement.
-				least = min(len(dst), c.prefetch) / 8
+				least = c.prefetch / 8
 			}
+		} else {
+			room, least = unlimitedWindow-(len(c.raw)-c.rawHead), 1
 		}
 		c.mu.Unlock()
-		if room < max(least, 1) {
+		if room < least {
 			select {
 			case <-c.room:
-				continue
-			case <-ctx.Done():
-				return 0, ctx.Err()
 			case <-c.done:
-				return 0, ErrClosed
+				return
 			}
+			continue
 		}
-		n, raw, err := c.fetchOnce(dst[:room])
+		n, err := c.fetchOnce(min(room, maxBatch))
 		if err != nil {
-			return 0, err
+			if c.closed.Load() {
+				return
+			}
+			c.b.log.Warn("redis: fetch failed", "queues", c.names, "err", err, "retry_in", backoff)
+			if !sleep(c.done, backoff) {
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
 		}
+		backoff = 10 * time.Millisecond
 		if n > 0 {
 			c.waiting.Store(false)
-			return n, nil
+			select {
+			case c.ready <- struct{}{}:
+			default:
+			}
+			continue
 		}
-		if raw > 0 {
-			continue // only garbage: look again at once
-		}
-		if err := ctx.Err(); err != nil {
-			return 0, err
-		}
+		// Nothing to fetch: let the watchers tell us when there is.
 		c.waiting.Store(true)
 		for _, a := range c.arms {
 			select {
@@ -230,29 +337,20 @@ func (c *Consumer) Fetch(ctx context.Context, dst []*codec.Message) (int, error)
 		}
 		select {
 		case <-c.wake:
-		case <-ctx.Done():
-			return 0, ctx.Err()
 		case <-c.done:
-			return 0, ErrClosed
+			return
 		}
 	}
 }
 
-// fetchOnce runs the fetch script once. It returns how many messages it
-// put in dst and how many envelopes it popped (garbage included).
-func (c *Consumer) fetchOnce(dst []*codec.Message) (n, raw int, err error) {
-	c.fetchMu.Lock()
-	defer c.fetchMu.Unlock()
-	if c.closed.Load() {
-		return 0, 0, ErrClosed
-	}
+// fetchOnce runs the fetch script once for up to want messages (and the
+// pending acknowledgements) and buffers what it gets. It returns how many
+// envelopes it buffered.
+func (c *Consumer) fetchOnce(want int) (int, error) {
 	b := c.b
-	if len(c.lost) > 0 {
-		if err := c.recoverLost(); err != nil {
-			return 0, 0, err
-		}
+	if err := c.recoverLost(); err != nil {
+		return 0, err
 	}
-	want := min(len(dst), maxBatch)
 	nq := len(c.names)
 	keys := append(c.keyBuf[:0], b.unackedIndex, b.unacked)
 	for bk := range b.cfg.prioritySteps {
@@ -285,7 +383,7 @@ func (c *Consumer) fetchOnce(dst []*codec.Message) (n, raw int, err error) {
 
 	// Never cancelled: once the script may have run, its reply must be
 	// read, or the popped messages would wait for the visibility timeout.
-	res := luaFetch.exec(context.Background(), b.client, keys, args)
+	res := luaFetch.exec(bg, b.client, keys, args)
 	arr, err := res.ToArray()
 	if err != nil && !rueidis.IsRedisNil(err) && len(acks) > 0 {
 		c.ackMu.Lock() // not sent, or maybe sent: acks are idempotent, send again
@@ -293,81 +391,77 @@ func (c *Consumer) fetchOnce(dst []*codec.Message) (n, raw int, err error) {
 		c.ackMu.Unlock()
 		acks = nil
 	}
+	clear(acks)
 	c.spareAcks = acks
 	if err != nil {
 		if rueidis.IsRedisNil(err) {
-			return 0, 0, nil
+			return 0, nil
 		}
 		if _, isRedis := rueidis.IsRedisErr(err); !isRedis {
 			// The script may have run: find its messages by their score
 			// and put them back before the next fetch.
+			c.mu.Lock()
 			c.lost = append(c.lost, strings.Clone(score))
+			c.mu.Unlock()
 		}
-		return 0, 0, fmt.Errorf("redis: fetch: %w", err)
+		return 0, fmt.Errorf("redis: fetch: %w", err)
 	}
 	if len(arr) == 0 {
-		return 0, 0, nil
+		return 0, nil
 	}
 	if c.rr {
 		c.next = (c.next + 1) % nq
 	}
-	var garbage []string
 	c.mu.Lock()
 	for i := range arr {
 		env, err := arr[i].ToString()
 		if err != nil {
-			continue // not a string: cannot happen with this script
+			env = "" // not a string: cannot happen with this script; dropped by Fetch
 		}
 		tag := deliveryTag(env)
 		if tag == "" { // as the script names it
 			tag = c.id + ":" + score + ":" + strconv.Itoa(i+1)
 		}
-		m := codec.AcquireMessage()
-		if err := codec.DecodeRedisEnvelope(unsafeconv.Bytes(env), m); err != nil {
-			codec.ReleaseMessage(m)
-			garbage = append(garbage, tag)
-			b.log.Error("redis: dropping a message that does not decode", "err", err,
-				"queues", c.names, "message", truncate(env, 512))
-			continue
-		}
-		c.track(m, tag)
-		dst[n] = m
-		n++
+		c.seq++
+		c.raw = append(c.raw, rawMsg{env: env, tag: tag, seq: c.seq})
 	}
+	c.held += len(arr)
 	c.mu.Unlock()
-	if len(garbage) > 0 {
-		if err := c.forget(garbage); err != nil {
-			b.log.Error("redis: could not drop undecodable messages", "err", err, "tags", garbage)
-		}
-	}
-	return n, len(arr), nil
+	return len(arr), nil
 }
 
 // recoverLost puts back the messages of fetches whose reply was lost: they
 // are the unacked entries recorded with that fetch's score.
 func (c *Consumer) recoverLost() error {
 	b := c.b
-	for len(c.lost) > 0 {
+	for {
+		c.mu.Lock()
+		if len(c.lost) == 0 {
+			c.mu.Unlock()
+			return nil
+		}
 		s := c.lost[0]
-		tags, err := b.client.Do(c.bg, b.client.B().Zrangebyscore().Key(b.unackedIndex).Min(s).Max(s).Build()).AsStrSlice()
+		c.mu.Unlock()
+		tags, err := b.client.Do(bg, b.client.B().Zrangebyscore().Key(b.unackedIndex).Min(s).Max(s).Build()).AsStrSlice()
 		if err != nil {
 			return fmt.Errorf("redis: recover lost fetch: %w", err)
 		}
 		if len(tags) > 0 {
-			if err := c.restore(context.Background(), tags, false); err != nil {
+			if err := c.restore(bg, tags, false, false); err != nil {
 				return err
 			}
 			b.log.Warn("redis: requeued messages of a fetch whose reply was lost", "count", len(tags))
 		}
+		c.mu.Lock()
 		c.lost = c.lost[1:]
+		c.mu.Unlock()
 	}
-	return nil
 }
 
-// track records m as held under tag. c.mu is held.
-func (c *Consumer) track(m *codec.Message, tag string) {
-	c.seq++
-	s := slot{m: m, tag: tag, seq: c.seq}
+// track records m as handed out under tag. c.mu is held; m was counted in
+// held as a buffered envelope.
+func (c *Consumer) track(m *codec.Message, tag string, seq uint64) {
+	s := slot{m: m, tag: tag, seq: seq}
 	if k := len(c.free); k > 0 {
 		i := c.free[k-1]
 		c.free = c.free[:k-1]
@@ -377,7 +471,6 @@ func (c *Consumer) track(m *codec.Message, tag string) {
 		c.slots = append(c.slots, s)
 		m.Tag = uint64(len(c.slots))
 	}
-	c.held++
 }
 
 // untrack forgets m and returns its tag; ok is false if c does not hold m.
@@ -434,18 +527,23 @@ func (c *Consumer) Ack(msgs ...*codec.Message) error {
 	if len(tags) == 0 {
 		return err
 	}
+	return errors.Join(err, c.queueAcks(tags))
+}
+
+// queueAcks queues tags for the next fetch or flush.
+func (c *Consumer) queueAcks(tags []string) error {
 	c.ackMu.Lock()
 	c.acks = append(c.acks, tags...)
 	flush := len(c.acks) >= maxPendingAcks
 	c.ackMu.Unlock()
 	if flush {
-		return errors.Join(err, c.flushAcks())
+		return c.flushAcks()
 	}
 	select {
 	case c.ackKick <- struct{}{}:
 	default:
 	}
-	return err
+	return nil
 }
 
 // flushAcks sends the pending acknowledgements.
@@ -489,7 +587,7 @@ func (c *Consumer) ackFlusher() {
 func (c *Consumer) forget(tags []string) error {
 	b := c.b
 	keys := []string{b.unackedIndex, b.unacked}
-	return runScript(context.Background(), c.b, "ack", luaAck, keys, tags)
+	return runScript(bg, c.b, "ack", luaAck, keys, tags)
 }
 
 // Reject implements transport.Consumer, with kombu's semantics: a requeued
@@ -501,22 +599,26 @@ func (c *Consumer) Reject(requeue bool, msgs ...*codec.Message) error {
 		return err
 	}
 	if requeue {
-		return errors.Join(err, c.restore(context.Background(), tags, true))
+		return errors.Join(err, c.restore(bg, tags, true, true))
 	}
 	return errors.Join(err, c.forget(tags))
 }
 
-// restore puts tags back on their queues (kombu's restore_by_tag).
-func (c *Consumer) restore(ctx context.Context, tags []string, leftmost bool) error {
+// restore puts tags back on their queues (kombu's restore_by_tag): LPUSH
+// when leftmost, else RPUSH; redelivered adds kombu's flags.
+func (c *Consumer) restore(ctx context.Context, tags []string, leftmost, redelivered bool) error {
 	b := c.b
-	dir := "r"
+	dir, mark := "r", "1"
 	if leftmost {
 		dir = "l"
+	}
+	if !redelivered {
+		mark = "0"
 	}
 	for len(tags) > 0 {
 		chunk := tags[:min(len(tags), maxBatch)]
 		tags = tags[len(chunk):]
-		args := append([]string{b.cfg.keyPrefix, Sep, dir}, chunk...)
+		args := append([]string{b.cfg.keyPrefix, Sep, dir, mark}, chunk...)
 		if err := runScript(ctx, b, "requeue", luaRestore, []string{b.unackedIndex, b.unacked}, args); err != nil {
 			return err
 		}
@@ -542,29 +644,32 @@ func (c *Consumer) SetPrefetch(n int) error {
 	return nil
 }
 
-// Held returns the number of fetched, unacknowledged messages.
+// Held returns the number of unacknowledged messages this consumer holds:
+// handed out, or fetched and buffered.
 func (c *Consumer) Held() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.held
 }
 
-// Close implements transport.Consumer: it stops the background work, then
-// puts every message it still holds back at the front of its queue
-// (RPUSH, oldest fetched first in line), flagged redelivered, as kombu
-// does at warm shutdown.
+// Close implements transport.Consumer: it stops the background work,
+// sends pending acknowledgements, then puts every message it still holds
+// back at the front of its queue (RPUSH, oldest first in line), as kombu
+// does at warm shutdown: the ones handed out flagged redelivered, the ones
+// only buffered as they were.
 func (c *Consumer) Close() error {
 	c.once.Do(func() {
 		c.closed.Store(true)
 		close(c.done)
 		c.cancelBg()
-		c.fetchMu.Lock() // wait for a fetch in flight; its messages are tracked
+		c.fetchMu.Lock() // wait for a Fetch moving envelopes to slots
 		c.fetchMu.Unlock()
-		c.wg.Wait()
+		c.wg.Wait() // the fetcher's last script, if any, has been buffered
 		if !c.b.closed.Load() {
 			c.closeErr = c.flushAcks()
 		}
 		c.mu.Lock()
+		var handed, buffered []string
 		held := make([]slot, 0, c.held)
 		for i, s := range c.slots {
 			if s.m != nil {
@@ -573,18 +678,24 @@ func (c *Consumer) Close() error {
 				c.slots[i] = slot{}
 			}
 		}
-		c.held = 0
+		// Newest first, so that after the RPUSHes the oldest is in front:
+		// every buffered envelope is newer than every handed-out one.
+		for i := len(c.raw) - 1; i >= c.rawHead; i-- {
+			buffered = append(buffered, c.raw[i].tag)
+		}
+		c.raw, c.rawHead, c.held = nil, 0, 0
 		c.mu.Unlock()
-		// RPUSH newest first, so that the oldest ends up at the front.
 		slices.SortFunc(held, func(a, b slot) int { return cmp.Compare(b.seq, a.seq) })
-		tags := make([]string, len(held))
-		for i, s := range held {
-			tags[i] = s.tag
+		for _, s := range held {
+			handed = append(handed, s.tag)
 		}
-		if len(tags) > 0 && !c.b.closed.Load() {
-			c.closeErr = errors.Join(c.closeErr, c.restore(context.Background(), tags, false))
-		}
-		if len(c.lost) > 0 && !c.b.closed.Load() {
+		if !c.b.closed.Load() {
+			if len(buffered) > 0 {
+				c.closeErr = errors.Join(c.closeErr, c.restore(bg, buffered, false, false))
+			}
+			if len(handed) > 0 {
+				c.closeErr = errors.Join(c.closeErr, c.restore(bg, handed, false, true))
+			}
 			c.closeErr = errors.Join(c.closeErr, c.recoverLost())
 		}
 		c.b.mu.Lock()
@@ -691,6 +802,9 @@ func (c *Consumer) refresh() error {
 		if s.m != nil {
 			tags = append(tags, s.tag)
 		}
+	}
+	for _, r := range c.raw[c.rawHead:] {
+		tags = append(tags, r.tag)
 	}
 	c.mu.Unlock()
 	if len(tags) == 0 {

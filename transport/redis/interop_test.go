@@ -71,7 +71,7 @@ func (p *python) run(t *testing.T, stdin []byte, timeout time.Duration, script s
 func (p *python) worker(t *testing.T, queue string, extraEnv ...string) (stop, kill9 func()) {
 	t.Helper()
 	cmd := exec.Command(brokertest.Python, "-m", "celery", "-A", "interop_app", "worker",
-		"-P", "solo", "-Q", queue, "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat",
+		"-P", "solo", "-Q", queue, "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat",
 		"-n", "py-"+queue+"@%h")
 	cmd.Env = append(p.env, extraEnv...)
 	cmd.Dir = "testdata"
@@ -101,6 +101,19 @@ func (p *python) worker(t *testing.T, queue string, extraEnv ...string) (stop, k
 	kill9 = func() {
 		cmd.Process.Signal(syscall.SIGKILL)
 		<-done
+	}
+	// Wait until the worker consumes (it logs "<name> ready.").
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(logs.String(), " ready.") {
+		select {
+		case <-done:
+			t.Fatalf("python worker exited:\n%s", logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("python worker not ready after 60s:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	return stop, kill9
 }
@@ -419,12 +432,12 @@ func TestInteropGoRestoresPythonHeld(t *testing.T) {
 	app, _, be := newApp(t, py.url, engine.Config{TaskDefaultQueue: queue},
 		redis.WithGlobalKeyPrefix(prefix), redis.WithVisibilityTimeout(time.Second))
 	ctx := ctxT(t, 60*time.Second)
-	res, err := app.SendTask(ctx, "interop.add", []any{40, 2}, nil, engine.Countdown(4*time.Second))
+	stop, kill := py.worker(t, queue, "REDIS_GLOBAL_KEYPREFIX="+prefix)
+	res, err := app.SendTask(ctx, "interop.add", []any{40, 2}, nil, engine.Countdown(3*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	forget(t, be, []string{res.ID}, func(id string) string { return id })
-	stop, kill := py.worker(t, queue, "REDIS_GLOBAL_KEYPREFIX="+prefix)
 	c := be.Client()
 	for {
 		n, _ := c.Do(ctx, c.B().Hlen().Key(prefix+"unacked").Build()).AsInt64()

@@ -40,47 +40,63 @@ while first <= #ARGV do
 end
 local out, h, z = {}, {}, {}
 local find, sub, max = string.find, string.sub, math.max
-local function take(key, qname, k)
+-- take pops up to k messages of one list and appends them to into.
+local function take(key, k, into)
   local items = redis.call('RPOP', key, k)
   if not items then return 0 end
-  for i = 1, #items do
-    local env = items[i]
-    local pos = #out + 1
-    local tag
-    local a, b = find(env, '"delivery_tag": "', max(1, #env - 80), true)
-    if a and sub(env, -3) == '"}}' then
-      tag = sub(env, b + 1, -4)
-      if tag == '' or find(tag, '["\\]') then tag = nil end
-    end
-    if not tag then tag = string.match(env, '"delivery_tag"%s*:%s*"([^"\\]*)"') end
-    if not tag or tag == '' then tag = nonce .. ':' .. pos end
-    out[pos] = env
-    h[#h + 1] = tag
-    h[#h + 1] = '[' .. env .. ', "", ' .. qname .. ']'
-    z[#z + 1] = score
-    z[#z + 1] = tag
-  end
+  for i = 1, #items do into[#into + 1] = items[i] end
   return #items
+end
+-- record files env (from queue qname) as unacked and in the result.
+local function record(env, qname)
+  local pos = #out + 1
+  local tag
+  local a, b = find(env, '"delivery_tag": "', max(1, #env - 80), true)
+  if a and sub(env, -3) == '"}}' then
+    tag = sub(env, b + 1, -4)
+    if tag == '' or find(tag, '["\\]') then tag = nil end
+  end
+  if not tag then tag = string.match(env, '"delivery_tag"%s*:%s*"([^"\\]*)"') end
+  if not tag or tag == '' then tag = nonce .. ':' .. pos end
+  out[pos] = env
+  h[#h + 1] = tag
+  h[#h + 1] = '[' .. env .. ', "", ' .. qname .. ']'
+  z[#z + 1] = score
+  z[#z + 1] = tag
 end
 for b = 0, nb - 1 do
   if #out >= n then break end
   if rr then
-    local active = {}
-    for q = 1, nq do active[q] = q end
-    while #out < n and #active > 0 do
-      local share = math.ceil((n - #out) / #active)
+    -- Share the room between queues and interleave them in the result,
+    -- so that a consumer taking part of the batch sees every queue.
+    local active, per = {}, {}
+    for q = 1, nq do active[q] = q; per[q] = {} end
+    local total = #out
+    while total < n and #active > 0 do
+      local share = math.ceil((n - total) / #active)
       local still = {}
       for _, q in ipairs(active) do
-        local k = math.min(share, n - #out)
+        local k = math.min(share, n - total)
         if k <= 0 then break end
-        if take(KEYS[2 + b * nq + q], ARGV[5 + q], k) == k then still[#still + 1] = q end
+        local t = take(KEYS[2 + b * nq + q], k, per[q])
+        total = total + t
+        if t == k then still[#still + 1] = q end
       end
       active = still
+    end
+    local i = 1
+    while #out < total do
+      for q = 1, nq do
+        if per[q][i] then record(per[q][i], ARGV[5 + q]) end
+      end
+      i = i + 1
     end
   else
     for q = 1, nq do
       if #out >= n then break end
-      take(KEYS[2 + b * nq + q], ARGV[5 + q], n - #out)
+      local list = {}
+      take(KEYS[2 + b * nq + q], n - #out, list)
+      for _, env in ipairs(list) do record(env, ARGV[5 + q]) end
     end
   end
 end
@@ -265,14 +281,14 @@ local function lookup(ex, rk)
   return out
 end
 -- restore returns 1 (restored), 0 (tag unknown) or -1 (undecodable, dropped).
-local function restore(tag, leftmost)
+local function restore(tag, leftmost, mark)
   local p = redis.call('HGET', unacked, tag)
   redis.call('ZREM', index, tag)
   redis.call('HDEL', unacked, tag)
   if not p then return 0 end
   local env, ex, rk = triple(p)
   if not env then return -1 end
-  env = redeliver(env)
+  if mark then env = redeliver(env) end
   for _, q in ipairs(lookup(ex, rk)) do
     if leftmost then redis.call('LPUSH', prefix .. q, env) else redis.call('RPUSH', prefix .. q, env) end
   end
@@ -280,13 +296,16 @@ local function restore(tag, leftmost)
 end
 `
 
-// luaRestore restores the tags ARGV[4...] ("l" in ARGV[3]: LPUSH, for a
-// reject with requeue; otherwise RPUSH). Returns {restored, dropped}.
+// luaRestore restores the tags ARGV[5...] ("l" in ARGV[3]: LPUSH, for a
+// reject with requeue; otherwise RPUSH), flagged redelivered unless
+// ARGV[4] is "0" (envelopes fetched ahead but never handed out). Returns
+// {restored, dropped}.
 var luaRestore = newScript(luaRestoreLib + `
 local leftmost = ARGV[3] == 'l'
+local mark = ARGV[4] ~= '0'
 local r, d = 0, 0
-for i = 4, #ARGV do
-  local x = restore(ARGV[i], leftmost)
+for i = 5, #ARGV do
+  local x = restore(ARGV[i], leftmost, mark)
   if x == 1 then r = r + 1 elseif x == -1 then d = d + 1 end
 end
 return {r, d}
@@ -307,7 +326,7 @@ if not redis.call('SET', KEYS[3], ARGV[5], 'NX', 'PX', ARGV[6]) then return {-1,
 local tags = redis.call('ZREVRANGEBYSCORE', index, ARGV[3], 0, 'LIMIT', 0, ARGV[4])
 local r, d = 0, 0
 for _, t in ipairs(tags) do
-  local x = restore(t, false)
+  local x = restore(t, false, true)
   if x == 1 then r = r + 1 elseif x == -1 then d = d + 1 end
 end
 redis.call('DEL', KEYS[3])
