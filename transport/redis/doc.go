@@ -44,22 +44,26 @@
 // the pop and the record are one Lua script, so a message is at every
 // moment either in its list or in the bookkeeping:
 //
-//   - Fetch runs one script that pops up to the free prefetch room (RPOP
-//     with a count) across all queues x priority buckets in kombu's order
-//     (all base lists before any \x06\x163 list; queues share a batch
-//     round-robin, and the starting queue rotates between fetches), and
-//     for each message HSETs unacked[tag] = [envelope, "", queue] and
-//     ZADDs unacked_index[tag] = now, exactly the layout kombu writes and
-//     reads, so Python workers can restore what we hold and the reverse.
-//     The triple names the queue the message was taken from as routing key
-//     with the default exchange, which makes every restorer put it back
-//     exactly there.
-//   - Only when that finds nothing does Fetch block, without polling: one
-//     watcher goroutine per list waits on its own connection with
-//     BLMOVE list list LEFT LEFT, which returns as soon as the list is
+//   - Each consumer has a fetcher goroutine that keeps the prefetch window
+//     full: whenever there is room it runs one script that pops up to that
+//     many messages (RPOP with a count) across all queues x priority
+//     buckets in kombu's order (all base lists before any \x06\x163 list;
+//     queues share a batch round-robin, interleaved, and the starting queue
+//     rotates between fetches), and for each message HSETs
+//     unacked[tag] = [envelope, "", queue] and ZADDs unacked_index[tag] =
+//     now, exactly the layout kombu writes and reads, so Python workers can
+//     restore what we hold and the reverse. The triple names the queue the
+//     message was taken from as routing key with the default exchange,
+//     which makes every restorer put it back exactly there. Fetch decodes
+//     the envelopes the fetcher buffered, so the script for the next batch
+//     runs while the caller handles the last one; buffered envelopes count
+//     against the prefetch window like the messages handed out.
+//   - Only when that finds nothing does the fetcher block, without
+//     polling: one watcher goroutine per list waits on its own connection
+//     with BLMOVE list list LEFT LEFT, which returns as soon as the list is
 //     non-empty and moves its newest element onto itself — a no-op that
-//     never takes the message out of the list. The watcher then wakes
-//     Fetch, which runs the script again.
+//     never takes the message out of the list. The watcher then wakes the
+//     fetcher, which runs the script again.
 //   - The script's reply could still be lost with the connection. Every
 //     fetch records its messages with a score unique to that fetch; after
 //     a failed fetch the consumer looks the score up and puts those
@@ -75,7 +79,7 @@
 // background flush sends them. Like AMQP's basic.ack, Ack therefore returns
 // before Redis has the acknowledgement (a crash in that millisecond means
 // a redelivery, which acks_late allows). While the caller holds messages
-// and the prefetch window is 32 or more, Fetch waits until an eighth of the
+// and the prefetch window is 32 or more, the fetcher waits until an eighth of the
 // window is free rather than fetching a few messages per acknowledgement.
 //
 // Reject with requeue and Close restore as kombu's restore_by_tag does, in
@@ -83,7 +87,8 @@
 // "redelivered": true into the envelope's headers and
 // properties.delivery_info (as text, leaving the rest byte for byte), and
 // LPUSH (reject: back of the queue) or RPUSH (close: front of the queue,
-// oldest first) it onto the base list. Acks, rejects and restores are
+// oldest first) it onto the base list. Close puts envelopes that were
+// buffered but never handed out back unflagged. Acks, rejects and restores are
 // idempotent and retried on connection errors.
 //
 // unacked_index also holds one member of ours, with score -1 and a name
@@ -126,8 +131,8 @@
 // writes that fail with a connection error are retried with exponential
 // backoff (10ms to 1s) for up to the retry timeout (WithRetryTimeout,
 // 20s). A publish whose reply was lost may thus be sent twice: delivery
-// is at least once. Fetch returns the error to the worker, which backs
-// off and fetches again; watchers reconnect on their own.
+// is at least once. The fetcher and the watchers log the error, back off
+// (10ms to 1s) and carry on by themselves; Fetch just waits.
 //
 // # Result backend
 //
