@@ -78,8 +78,8 @@
 // unacked) before it pops; if no fetch comes within a millisecond, a
 // background flush sends them. Like AMQP's basic.ack, Ack therefore returns
 // before Redis has the acknowledgement (a crash in that millisecond means
-// a redelivery, which acks_late allows). While the caller holds messages
-// and the prefetch window is 32 or more, the fetcher waits until an eighth of the
+// a redelivery, which acks_late allows). While messages are held and the
+// prefetch window is 32 or more, the fetcher waits until an eighth of the
 // window is free rather than fetching a few messages per acknowledgement.
 //
 // Reject with requeue and Close restore as kombu's restore_by_tag does, in
