@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/celerity-go/celerity/pool"
 )
@@ -12,22 +13,29 @@ import (
 // tasks/s. The caller keeps a window of outstanding tasks, as the engine's
 // prefetch does (4 per child slot). "unbatched" writes every frame with its
 // own system call at both ends: the baseline that batched framing beats.
+// "limits" gives every task a hard limit and watches the children's memory
+// (one /proc read per batch of replies).
 //
 //	go test -run '^$' -bench Noop -benchtime 200000x ./pool/prefork/
 func BenchmarkNoop(b *testing.B) {
 	for _, bc := range []struct {
-		procs, depth int
-		unbatched    bool
+		procs, depth      int
+		unbatched, limits bool
 	}{
-		{2, 1, false},
-		{2, 16, true},
-		{2, 16, false},
-		{2, 64, false},
-		{4, 64, false},
+		{2, 1, false, false},
+		{2, 1, false, true},
+		{2, 16, true, false},
+		{2, 16, false, false},
+		{2, 16, false, true},
+		{2, 64, false, false},
+		{4, 64, false, false},
 	} {
 		name := fmt.Sprintf("procs=%d/depth=%d", bc.procs, bc.depth)
 		if bc.unbatched {
 			name += "/unbatched"
+		}
+		if bc.limits {
+			name += "/limits"
 		}
 		b.Run(name, func(b *testing.B) {
 			var env []string
@@ -37,7 +45,13 @@ func BenchmarkNoop(b *testing.B) {
 				env = append(env, childUnbatched+"=1")
 			}
 			h := newHarness(b, env...)
-			p := h.pool(Config{Procs: bc.procs, PipelineDepth: bc.depth})
+			cfg := Config{Procs: bc.procs, PipelineDepth: bc.depth}
+			req := Request{Payload: []byte("noop")}
+			if bc.limits {
+				cfg.MaxMemoryPerChild = 1 << 40
+				req.HardLimit = time.Minute
+			}
+			p := h.pool(cfg)
 			window := make(chan struct{}, 4*bc.procs*bc.depth)
 			var wg sync.WaitGroup
 			var failed error
@@ -48,7 +62,6 @@ func BenchmarkNoop(b *testing.B) {
 				<-window
 				wg.Done()
 			}
-			req := Request{Payload: []byte("noop")}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {

@@ -21,7 +21,28 @@ func TestMain(m *testing.M) {
 	if IsChild() {
 		os.Exit(childMain())
 	}
+	if os.Getenv(childMode) == "parent" {
+		os.Exit(parentMain())
+	}
 	os.Exit(m.Run())
+}
+
+// parentMain is a pool's parent that blocks a child on "block:$PREFORK_TEST_PATH"
+// and waits to be killed (TestChildrenDieWithParent).
+func parentMain() int {
+	p, err := New(Config{Procs: 1, Command: func() *exec.Cmd { return exec.Command(os.Args[0]) }})
+	if err == nil {
+		err = p.Start(context.Background())
+	}
+	if err == nil {
+		err = p.Submit(Request{Payload: []byte("block:" + os.Getenv("PREFORK_TEST_PATH"))}, func(Result) {})
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	time.Sleep(time.Hour)
+	return 0
 }
 
 // childMode selects a misbehaving child for start-up tests.
@@ -70,6 +91,7 @@ var leaked [][]byte
 //	panic            panic("boom")
 //	raw:HEX          write the bytes HEX straight to the reply pipe, then sleep forever
 //	rawexit:HEX      write them, then exit 0
+//	print:X          print X on stdout, reply "printed"
 //	extra            write a reply frame, then reply normally (one reply too many)
 //
 // Anything else is echoed.
@@ -119,6 +141,9 @@ func testHandler(dst, payload []byte) []byte {
 			os.Exit(0)
 		}
 		time.Sleep(time.Hour)
+	case "print":
+		fmt.Println(arg) // the task's stdout is not the reply pipe
+		return append(dst, "printed"...)
 	case "extra":
 		_, _ = syscall.Write(replyFd, appendFrame(nil, []byte("extra")))
 		return append(dst, "normal"...)

@@ -259,7 +259,8 @@ func (p *Pool) Start(ctx context.Context) error {
 // once if there is one, or waits in the pool's queue (the caller bounds how
 // many tasks it has outstanding). done is called exactly once with the
 // task's result, from a pool goroutine (or from Stop's, for tasks Stop
-// returns unstarted); it must be quick, and may call Submit. A func value
+// returns unstarted); it must be quick, may call Submit, and must not call
+// Stop (Stop waits for the goroutine that runs it). A func value
 // built per task allocates; the engine passes one stored in its pooled
 // per-task state.
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -477,4 +478,59 @@ func TestSubmitErrors(t *testing.T) {
 	if len(got) != 1 || !errors.Is(got[0], ErrStopped) {
 		t.Fatalf("queued task of a pool stopped before Start: %v", got)
 	}
+}
+
+// A task that prints does not corrupt the protocol: the pool's pipes are
+// not the child's stdout.
+func TestTaskOutputDoesNotCorruptFrames(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var out syncBuffer
+	p := h.pool(Config{Procs: 1, Command: func() *exec.Cmd {
+		cmd := h.command()
+		cmd.Stdout = &out
+		return cmd
+	}})
+	if r := run(t, p, "print:hello from a task", 0); r.Err != nil || string(r.Payload) != "printed" {
+		t.Fatalf("print: %q, %v", r.Payload, r.Err)
+	}
+	if err := p.Stop(context.Background()); err != nil { // Wait copies the child's stdout
+		t.Fatal(err)
+	}
+	if got := string(out.Bytes()); got != "hello from a task\n" {
+		t.Fatalf("child stdout %q", got)
+	}
+}
+
+// Children are started with Pdeathsig: a parent killed with SIGKILL takes
+// its children, even one stuck in a task, with it.
+func TestChildrenDieWithParent(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "started")
+	parent := exec.Command(os.Args[0])
+	parent.Env = append(os.Environ(), childMode+"=parent", "PREFORK_TEST_PATH="+path)
+	if err := parent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	child := blockedPid(t, path)
+	if err := parent.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = parent.Wait()
+	eventually(t, "child gone after its parent", func() bool { return dead(child) })
+}
+
+// dead reports whether pid is gone or a zombie (an orphan waits for init
+// to reap it).
+func dead(pid int) bool {
+	if syscall.Kill(pid, 0) == syscall.ESRCH {
+		return true
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	// pid (comm) state ...: comm may hold spaces; the state follows the last ')'.
+	i := bytes.LastIndexByte(stat, ')')
+	return i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z'
 }
