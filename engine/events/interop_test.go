@@ -1,0 +1,326 @@
+package events_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/celerity-go/celerity/engine"
+	"github.com/celerity-go/celerity/engine/control"
+	"github.com/celerity-go/celerity/engine/events"
+	"github.com/celerity-go/celerity/internal/brokertest"
+	"github.com/celerity-go/celerity/transport"
+	"github.com/celerity-go/celerity/transport/amqp"
+	"github.com/celerity-go/celerity/transport/redis"
+)
+
+// These tests run against the real brokers and Python Celery: Redis DB 8
+// (this package's own; flushed when the tests end) and a RabbitMQ vhost
+// created for them with rabbitmqctl and deleted after.
+
+const redisDB = 8
+
+var (
+	vhost struct {
+		once      sync.Once
+		url, name string
+		err       error
+	}
+	redisUsed atomic.Bool
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if vhost.name != "" {
+		exec.Command("rabbitmqctl", "delete_vhost", vhost.name).Run()
+	}
+	if redisUsed.Load() {
+		flushRedis()
+	}
+	os.Exit(code)
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func dbURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	u.Path = fmt.Sprintf("/%d", redisDB)
+	return u.String()
+}
+
+func flushRedis() {
+	raw := os.Getenv("CELERITY_TEST_REDIS_URL")
+	if raw == "" {
+		raw = "redis://127.0.0.1:6379/0"
+	}
+	opt, err := rueidis.ParseURL(dbURL(raw))
+	if err != nil {
+		return
+	}
+	opt.DisableCache = true
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.Do(ctx, c.B().Flushdb().Build())
+}
+
+func amqpURL(t *testing.T) string {
+	t.Helper()
+	base := brokertest.AMQPURL(t)
+	vhost.once.Do(func() {
+		vhost.url = base
+		if os.Getenv("CELERITY_TEST_AMQP_URL") != "" {
+			return
+		}
+		if _, err := exec.LookPath("rabbitmqctl"); err != nil {
+			return
+		}
+		name := "celerity-events-test-" + randHex(4)
+		if out, err := exec.Command("rabbitmqctl", "add_vhost", name).CombinedOutput(); err != nil {
+			vhost.err = fmt.Errorf("rabbitmqctl add_vhost: %v: %s", err, out)
+			return
+		}
+		vhost.name = name
+		if out, err := exec.Command("rabbitmqctl", "set_permissions", "-p", name, "guest", ".*", ".*", ".*").CombinedOutput(); err != nil {
+			vhost.err = fmt.Errorf("rabbitmqctl set_permissions: %v: %s", err, out)
+			return
+		}
+		u, _ := url.Parse(base)
+		u.Path = "/" + name
+		vhost.url = u.String()
+	})
+	if vhost.err != nil {
+		t.Fatal(vhost.err)
+	}
+	return vhost.url
+}
+
+// brokerCase is one broker the tests run on.
+type brokerCase struct {
+	name, url, pyBackend string
+}
+
+func (bc *brokerCase) setup(t *testing.T) {
+	t.Helper()
+	switch bc.name {
+	case "redis":
+		bc.url = dbURL(brokertest.RedisURL(t))
+		redisUsed.Store(true)
+		bc.pyBackend = bc.url
+	case "amqp":
+		bc.url = amqpURL(t)
+		bc.pyBackend = "rpc://"
+	}
+}
+
+func (bc *brokerCase) open(t *testing.T) transport.Broker {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var b transport.Broker
+	var err error
+	if bc.name == "redis" {
+		b, err = redis.NewBroker(ctx, bc.url)
+	} else {
+		b, err = amqp.NewBroker(ctx, bc.url)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func brokerCases() []brokerCase { return []brokerCase{{name: "redis"}, {name: "amqp"}} }
+
+// pyProcess starts `python3 -m celery -A py_app args...` on bc; its output
+// lines go to lines. It is stopped (SIGTERM) when the test ends.
+func pyProcess(t *testing.T, bc *brokerCase, env []string, lines chan<- string, args ...string) {
+	t.Helper()
+	dir := brokertest.Celery(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, brokertest.Python, append([]string{"-m", "celery", "-A", "py_app"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(append(os.Environ(), "CELERY_BROKER_URL="+bc.url, "CELERY_RESULT_BACKEND="+bc.pyBackend,
+		"PYTHONUNBUFFERED=1"), env...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var logMu sync.Mutex
+	var log []string
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<16), 1<<20)
+		for sc.Scan() {
+			logMu.Lock()
+			log = append(log, sc.Text())
+			logMu.Unlock()
+			if lines != nil {
+				select {
+				case lines <- sc.Text():
+				default:
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-scanned
+		cmd.Wait()
+		if t.Failed() {
+			logMu.Lock()
+			t.Logf("python %v output:\n%s", args, strings.Join(log, "\n"))
+			logMu.Unlock()
+		}
+	})
+}
+
+// TestPythonEventsDumpShowsGoWorker: `celery events --dump` of Python
+// Celery 5.2.6 shows a celerity worker's heartbeats and task events, on
+// Redis and on RabbitMQ.
+func TestPythonEventsDumpShowsGoWorker(t *testing.T) {
+	t.Parallel()
+	for _, bc := range brokerCases() {
+		t.Run(bc.name, func(t *testing.T) {
+			t.Parallel()
+			brokertest.Celery(t)
+			bc.setup(t)
+			b := bc.open(t)
+			node := "gow-" + randHex(4) + "@interop"
+			queue := "evq-" + randHex(4)
+			app := engine.MustNew(engine.Config{Broker: b, Hostname: node, TaskDefaultQueue: queue})
+			t.Cleanup(func() { app.Close() })
+			engine.Register2(app, "ev.add", func(_ context.Context, a, b int) (int, error) { return a + b, nil })
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			bus, err := control.Open(ctx, b, bc.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { bus.Close() }) // after the worker and dispatcher stopped
+			d := events.New(bus, events.Options{TaskEvents: true, HeartbeatInterval: 500 * time.Millisecond,
+				FlushInterval: 20 * time.Millisecond})
+			d.Attach(app)
+			d.Start()
+			runWorker(t, app, engine.WorkerConfig{Concurrency: 1}, func() { d.Close() })
+
+			lines := make(chan string, 1024)
+			pyProcess(t, &bc, nil, lines, "events", "--dump")
+			sawBeat, sawTask := false, false
+			deadline := time.After(40 * time.Second)
+			tick := time.NewTicker(300 * time.Millisecond)
+			defer tick.Stop()
+			for !sawBeat || !sawTask {
+				select {
+				case l := <-lines:
+					if !strings.HasPrefix(l, node+" ") {
+						continue
+					}
+					sawBeat = sawBeat || strings.Contains(l, "] heartbeat: ")
+					sawTask = sawTask || (strings.Contains(l, "] task succeeded: ev.add(") && strings.Contains(l, "args=(2, 3)") &&
+						strings.Contains(l, "result=5"))
+				case <-tick.C:
+					// The dumper subscribes after it starts: keep sending.
+					if _, err := app.SendTask(context.Background(), "ev.add", []any{2, 3}, nil); err != nil {
+						t.Fatal(err)
+					}
+				case <-deadline:
+					t.Fatalf("celery events --dump: heartbeat seen %v, task seen %v", sawBeat, sawTask)
+				}
+			}
+		})
+	}
+}
+
+// TestReceiverSeesPythonWorkerEvents: celerity's receiver decodes the
+// events of a Python worker (celery worker -E): its heartbeats and a
+// task's task.multi batch, on Redis and on RabbitMQ.
+func TestReceiverSeesPythonWorkerEvents(t *testing.T) {
+	t.Parallel()
+	for _, bc := range brokerCases() {
+		t.Run(bc.name, func(t *testing.T) {
+			t.Parallel()
+			brokertest.Celery(t)
+			bc.setup(t)
+			b := bc.open(t)
+			app := engine.MustNew(engine.Config{Broker: b})
+			defer app.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			bus, err := control.Open(ctx, b, bc.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer bus.Close()
+			var st events.State
+			l, err := events.Receive(ctx, bus, "#", nil, st.Apply)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+
+			pyNode := "pyw-" + randHex(4) + "@interop"
+			queue := "pyq-" + randHex(4)
+			pyProcess(t, &bc, []string{"CELERY_TASK_EVENTS=1"}, nil, "worker", "-P", "solo", "-n", pyNode, "-Q", queue, "-l", "info")
+			deadline := time.Now().Add(40 * time.Second)
+			var id string
+			for {
+				if time.Now().After(deadline) {
+					t.Fatalf("events of the Python worker: %+v", st.Snapshot())
+				}
+				snap := st.Snapshot()
+				alive := false
+				for _, w := range snap.Workers {
+					alive = alive || (w.Hostname == pyNode && w.Alive(time.Now()) && w.SWIdent == "py-celery")
+				}
+				if alive && id == "" {
+					r, err := app.SendTask(context.Background(), "interop.add", []any{2, 3}, nil, engine.Queue(queue))
+					if err != nil {
+						t.Fatal(err)
+					}
+					id = r.ID
+				}
+				if id != "" {
+					if ts, ok := st.Task(id); ok && ts.State == "SUCCESS" {
+						if ts.Result != "5" || ts.Name != "interop.add" || ts.Worker != pyNode || ts.Args != "(2, 3)" {
+							t.Errorf("task state: %+v", ts)
+						}
+						return
+					}
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+}
