@@ -73,6 +73,9 @@ func (a *App) Config() Config { return a.cfg }
 // Broker returns the app's broker.
 func (a *App) Broker() transport.Broker { return a.broker }
 
+// Logger returns the app's logger.
+func (a *App) Logger() *slog.Logger { return a.log }
+
 // Backend returns the app's result backend, or nil.
 func (a *App) Backend() transport.Backend { return a.backend }
 

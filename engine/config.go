@@ -89,8 +89,12 @@ type Config struct {
 	WorkerPrefetchMultiplier int `celery:"worker_prefetch_multiplier"`
 	// WorkerMaxTasksPerChild is worker_max_tasks_per_child. Default 0 (never).
 	WorkerMaxTasksPerChild int `celery:"worker_max_tasks_per_child"`
-	// WorkerPool is worker_pool: "goroutine" (default) or "solo".
+	// WorkerPool is worker_pool: "goroutine" (default), "solo" or
+	// "prefork" (child processes: real hard time limits and recycling).
 	WorkerPool string `celery:"worker_pool"`
+	// WorkerMaxMemoryPerChild is worker_max_memory_per_child (KiB of
+	// resident memory; prefork pool). Default 0 (never).
+	WorkerMaxMemoryPerChild int64 `celery:"worker_max_memory_per_child"`
 	// WorkerShutdownTimeout bounds the warm shutdown. Default 30s.
 	WorkerShutdownTimeout time.Duration `celery:"worker_shutdown_timeout"`
 	// Hostname is the worker node name, "celerity@<host>" by default.
@@ -190,9 +194,12 @@ func (c Config) validate() error {
 		bad("worker_max_tasks_per_child", "%d < 0", c.WorkerMaxTasksPerChild)
 	}
 	switch c.WorkerPool {
-	case "goroutine", "solo":
+	case "goroutine", "solo", "prefork":
 	default:
-		bad("worker_pool", "%q is not goroutine or solo", c.WorkerPool)
+		bad("worker_pool", "%q is not goroutine, solo or prefork", c.WorkerPool)
+	}
+	if c.WorkerMaxMemoryPerChild < 0 {
+		bad("worker_max_memory_per_child", "%d < 0", c.WorkerMaxMemoryPerChild)
 	}
 	if c.TaskMaxRetries < -1 {
 		bad("task_max_retries", "%d < -1", c.TaskMaxRetries)
@@ -331,12 +338,12 @@ func setField(fv reflect.Value, s string) error {
 		fv.SetInt(int64(d))
 	case string:
 		fv.SetString(s)
-	case int:
-		n, err := strconv.Atoi(s)
+	case int, int64:
+		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
 			return fmt.Errorf("%q is not an integer", s)
 		}
-		fv.SetInt(int64(n))
+		fv.SetInt(n)
 	case bool:
 		switch strings.ToLower(s) {
 		case "1", "true", "yes", "on":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/celerity-go/celerity/codec/serializer"
 	"github.com/celerity-go/celerity/internal/unsafeconv"
 	"github.com/celerity-go/celerity/pool"
+	"github.com/celerity-go/celerity/pool/prefork"
 	"github.com/celerity-go/celerity/ratelimit"
 	"github.com/celerity-go/celerity/timelimit"
 	"github.com/celerity-go/celerity/transport"
@@ -31,6 +33,13 @@ type WorkerConfig struct {
 	MaxTasksPerChild int
 	// ShutdownTimeout bounds the warm shutdown (worker_shutdown_timeout).
 	ShutdownTimeout time.Duration
+	// MaxMemoryPerChild (KiB of resident memory) recycles a prefork child
+	// after the task during which it grew past it
+	// (worker_max_memory_per_child); 0 = never. Prefork pool only.
+	MaxMemoryPerChild int64
+	// PreforkCommand starts a prefork child; default: this program again
+	// with the same arguments (prefork.EnvChild tells it to serve tasks).
+	PreforkCommand func() *exec.Cmd
 }
 
 // ackBatch is how many acknowledgements an executor collects before it
@@ -117,8 +126,13 @@ func (a *App) Worker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.Concurrency < 1 {
 		return nil, fmt.Errorf("engine: worker concurrency %d < 1", cfg.Concurrency)
 	}
-	if cfg.Pool != "goroutine" && cfg.Pool != "solo" {
-		return nil, fmt.Errorf("engine: worker pool %q is not goroutine or solo", cfg.Pool)
+	switch cfg.Pool {
+	case "goroutine", "solo", "prefork":
+	default:
+		return nil, fmt.Errorf("engine: worker pool %q is not goroutine, solo or prefork", cfg.Pool)
+	}
+	if cfg.MaxMemoryPerChild == 0 {
+		cfg.MaxMemoryPerChild = c.WorkerMaxMemoryPerChild
 	}
 	accept, err := serializer.NewAccept(c.AcceptContent...)
 	if err != nil {
@@ -155,8 +169,13 @@ func (w *Worker) Stats() *WorkerStats { return &w.stats }
 func (w *Worker) Hostname() string { return w.app.cfg.Hostname }
 
 // Run consumes and runs tasks until ctx is cancelled (warm shutdown, see
-// Worker), then returns. A second Run is an error.
+// Worker), then returns. A second Run is an error. In a prefork child
+// (prefork.IsChild), Run serves the tasks its parent sends and then exits
+// the process: it does not return.
 func (w *Worker) Run(ctx context.Context) error {
+	if prefork.IsChild() {
+		w.serveChild()
+	}
 	if w.consumer != nil {
 		return errors.New("engine: worker already ran")
 	}
@@ -169,9 +188,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.baseCtx, w.coldCancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer w.coldCancel()
-	if w.cfg.Pool == "solo" {
+	switch w.cfg.Pool {
+	case "solo":
 		w.exec = soloExecutor{pool.NewSolo(w.runJob, w.flush, w.initSlot)}
-	} else {
+	case "prefork":
+		x, err := w.newPreforkExecutor(ctx)
+		if err != nil {
+			w.consumer.Close()
+			return err
+		}
+		w.exec = x
+	default:
 		p, err := pool.NewGoroutine(pool.Config{
 			Concurrency: w.cfg.Concurrency, MaxTasksPerChild: w.cfg.MaxTasksPerChild,
 			QueueSize: 2 * w.prefetch, Logger: w.app.log,

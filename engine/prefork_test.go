@@ -1,0 +1,187 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/celerity-go/celerity/engine"
+)
+
+// preforkWorker runs a prefork worker of app whose children are this test
+// binary running only the calling test: the child rebuilds the same app and
+// tasks and becomes a child in Worker.Run. Call it before anything else the
+// test does with side effects.
+func preforkWorker(t *testing.T, app *engine.App, cfg engine.WorkerConfig) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := t.Name()
+	cfg.Pool = "prefork"
+	cfg.PreforkCommand = func() *exec.Cmd { return exec.Command(self, "-test.run=^"+name+"$") }
+	w, err := app.Worker(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }() // in a child, Run serves and exits
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("worker: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("prefork worker did not stop")
+		}
+	})
+}
+
+func TestPreforkRunsTasksInChildProcesses(t *testing.T) {
+	app := engine.MustNew(engine.Config{})
+	defer app.Close()
+	pid := engine.Register0(app, "p.pid", func(context.Context) (int, error) { return os.Getpid(), nil })
+	add := engine.Register2(app, "p.add", func(_ context.Context, a, b int) (int, error) { return a + b, nil })
+	fail := engine.Register0(app, "p.fail", func(context.Context) (int, error) {
+		return 0, &engine.TaskError{Type: "ValueError", Module: "builtins", Args: []any{"from the child"}}
+	})
+	boom := engine.Register0(app, "p.panic", func(context.Context) (int, error) { panic("child panic") })
+	preforkWorker(t, app, engine.WorkerConfig{Concurrency: 2})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r, _ := pid.Delay(ctx)
+	child, err := r.Get(ctx)
+	if err != nil || child == os.Getpid() || child == 0 {
+		t.Fatalf("task ran in pid %d (parent %d), err %v", child, os.Getpid(), err)
+	}
+	s, _ := add.Delay(ctx, 2, 3)
+	if v, err := s.Get(ctx); v != 5 || err != nil {
+		t.Fatalf("add = %v, %v", v, err)
+	}
+	f, _ := fail.Delay(ctx)
+	if _, err := f.Get(ctx); !engine.IsTaskError(err, "ValueError") {
+		t.Fatalf("failure from a child: %v", err)
+	}
+	p, _ := boom.Delay(ctx)
+	if _, err := p.Get(ctx); err == nil {
+		t.Fatal("a panicking task succeeded")
+	}
+	s2, _ := add.Delay(ctx, 1, 1) // the pool goes on
+	if v, err := s2.Get(ctx); v != 2 || err != nil {
+		t.Fatalf("after a panic: %v, %v", v, err)
+	}
+}
+
+func TestPreforkHardTimeLimitKillsTheChild(t *testing.T) {
+	app := engine.MustNew(engine.Config{})
+	defer app.Close()
+	spin := engine.Register0(app, "p.spin", func(context.Context) (int, error) {
+		for { // ignores its context: only a process kill stops it
+		}
+	}, engine.TaskTimeLimits(300*time.Millisecond, 0))
+	pid := engine.Register0(app, "p.pid", func(context.Context) (int, error) { return os.Getpid(), nil })
+	preforkWorker(t, app, engine.WorkerConfig{Concurrency: 1})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	before, _ := pid.Delay(ctx)
+	p1, err := before.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := spin.Delay(ctx)
+	if _, err := r.Get(ctx); !engine.IsTaskError(err, "TimeLimitExceeded") {
+		t.Fatalf("spinning task: %v, want TimeLimitExceeded", err)
+	}
+	after, _ := pid.Delay(ctx)
+	p2, err := after.Get(ctx)
+	if err != nil || p2 == p1 {
+		t.Fatalf("after the kill: pid %d (was %d), %v; want a new child", p2, p1, err)
+	}
+}
+
+func TestPreforkMaxTasksPerChildRecycles(t *testing.T) {
+	app := engine.MustNew(engine.Config{})
+	defer app.Close()
+	pid := engine.Register0(app, "p.pid", func(context.Context) (int, error) { return os.Getpid(), nil })
+	preforkWorker(t, app, engine.WorkerConfig{Concurrency: 1, MaxTasksPerChild: 2})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var pids []int
+	for range 6 { // one at a time: each result before the next send
+		r, _ := pid.Delay(ctx)
+		p, err := r.Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, p)
+	}
+	for i := 0; i < 6; i += 2 {
+		if pids[i] != pids[i+1] || (i > 0 && pids[i] == pids[i-1]) {
+			t.Fatalf("pids %v: want a new child after exactly 2 tasks", pids)
+		}
+	}
+}
+
+func TestPreforkMaxMemoryPerChildRecycles(t *testing.T) {
+	app := engine.MustNew(engine.Config{})
+	defer app.Close()
+	var leaked [][]byte
+	leak := engine.Register1(app, "p.leak", func(_ context.Context, mib int) (int, error) {
+		b := make([]byte, mib<<20)
+		for i := range b {
+			b[i] = 1 // touch it: resident, not just reserved
+		}
+		leaked = append(leaked, b)
+		return os.Getpid(), nil
+	})
+	preforkWorker(t, app, engine.WorkerConfig{Concurrency: 1, MaxMemoryPerChild: 64 << 10}) // 64 MiB
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r1, _ := leak.Delay(ctx, 1)
+	p1, err := r1.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, _ := leak.Delay(ctx, 1) // small: same child
+	if p2, _ := r2.Get(ctx); p2 != p1 {
+		t.Fatalf("recycled after a 1 MiB leak (pid %d -> %d)", p1, p2)
+	}
+	r3, _ := leak.Delay(ctx, 96) // crosses 64 MiB: recycled after this task
+	if p3, err := r3.Get(ctx); p3 != p1 || err != nil {
+		t.Fatalf("the leaking task itself: pid %d, %v", p3, err)
+	}
+	r4, _ := leak.Delay(ctx, 1)
+	if p4, _ := r4.Get(ctx); p4 == p1 {
+		t.Fatal("child not recycled after it crossed max memory per child")
+	}
+}
+
+func TestPreforkRetry(t *testing.T) {
+	app := engine.MustNew(engine.Config{})
+	defer app.Close()
+	engine.RegisterRaw(app, "p.flaky", func(_ context.Context, task *engine.Task) error {
+		if task.Retries < 2 {
+			return engine.Retry(errors.New("again"), 10*time.Millisecond)
+		}
+		task.Return([]byte(`"done"`))
+		return nil
+	})
+	preforkWorker(t, app, engine.WorkerConfig{Concurrency: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r, _ := app.SendTask(ctx, "p.flaky", nil, nil)
+	if v, err := r.Get(ctx); v != "done" || err != nil {
+		t.Fatalf("retried task = %v, %v", v, err)
+	}
+}
