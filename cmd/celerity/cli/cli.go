@@ -17,6 +17,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/celerity-go/celerity/engine"
+	"github.com/celerity-go/celerity/pool/prefork"
 )
 
 // Options configures Main.
@@ -208,9 +209,11 @@ func runWorker(ctx context.Context, args []string, o Options) error {
 	af.register(fs)
 	queues := fs.String("Q", "", "comma-separated queues (default task_default_queue)")
 	concurrency := fs.Int("c", 0, "concurrency (worker_concurrency; default: number of CPUs)")
-	pool := fs.String("pool", "", "pool: goroutine or solo (worker_pool)")
+	pool := fs.String("pool", "", "pool: goroutine, solo or prefork (worker_pool)")
 	prefetch := fs.Int("prefetch-multiplier", 0, "worker_prefetch_multiplier (default 4)")
 	maxTasks := fs.Int("max-tasks-per-child", 0, "recycle an executor after N tasks")
+	maxMemory := fs.Int64("max-memory-per-child", 0, "recycle a prefork child after it grew past this many KiB resident")
+	autoscale := fs.String("autoscale", "", "max,min: grow and shrink the pool with the backlog")
 	hostname := fs.String("n", "", "node name (default celerity@<host>)")
 	acksLate := fs.Bool("acks-late", false, "acknowledge after the task ran (task_acks_late)")
 	pprofAddr := fs.String("pprof", "", "serve profiles (/debug/pprof/) and Prometheus metrics (/metrics) on this address,\ne.g. 127.0.0.1:6060 (a bare port binds loopback; off by default)")
@@ -235,10 +238,23 @@ func runWorker(ctx context.Context, args []string, o Options) error {
 	if *queues != "" {
 		qs = strings.Split(*queues, ",")
 	}
+	var scale prefork.Autoscaler
+	if *autoscale != "" {
+		if scale, err = parseAutoscale(*autoscale); err != nil {
+			return err
+		}
+		*concurrency = scale.Max // the prefetch window follows the maximum, as in Celery
+	}
 	w, err := app.Worker(engine.WorkerConfig{Queues: qs, Concurrency: *concurrency, Pool: *pool,
-		PrefetchMultiplier: *prefetch, MaxTasksPerChild: *maxTasks})
+		PrefetchMultiplier: *prefetch, MaxTasksPerChild: *maxTasks, MaxMemoryPerChild: *maxMemory})
 	if err != nil {
 		return err
+	}
+	if prefork.IsChild() {
+		return w.Run(ctx) // a prefork child of a worker: serve tasks, nothing else
+	}
+	if *autoscale != "" {
+		startAutoscale(ctx, scale, w, app)
 	}
 	stopBeat, err := embeddedBeat.start(ctx, app, o)
 	if err != nil {
