@@ -59,6 +59,7 @@ type BusOption func(*busConfig)
 type busConfig struct {
 	namespace     string
 	eventExchange string
+	keyPrefix     string
 	log           *slog.Logger
 }
 
@@ -79,6 +80,12 @@ func WithNamespace(ns string) BusOption { return func(c *busConfig) { c.namespac
 
 // WithEventExchange sets Celery's event_exchange (default "celeryev").
 func WithEventExchange(name string) BusOption { return func(c *busConfig) { c.eventExchange = name } }
+
+// WithKeyPrefix sets kombu's global_keyprefix for a Redis bus: it is
+// prepended to channel names, binding sets and reply lists, as kombu's
+// prefixed Redis client does. Open reads it from the URL's
+// global_keyprefix query parameter.
+func WithKeyPrefix(p string) BusOption { return func(c *busConfig) { c.keyPrefix = p } }
 
 // WithLogger sets where connection problems and undecodable messages are
 // reported (default slog.Default()).
@@ -102,7 +109,7 @@ func Open(ctx context.Context, broker transport.Broker, brokerURL string, opts .
 		if err != nil {
 			return nil, err
 		}
-		return NewRedisBus(rb.Client(), db, opts...), nil
+		return NewRedisBus(rb.Client(), db, append(urlOptions(brokerURL), opts...)...), nil
 	}
 	switch scheme(brokerURL) {
 	case "amqp", "amqps", "pyamqp", "pyamqps":
@@ -113,6 +120,19 @@ func Open(ctx context.Context, broker transport.Broker, brokerURL string, opts .
 		}
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnsupported, redact(brokerURL))
+}
+
+// urlOptions reads the bus options a Celery Redis URL carries
+// (global_keyprefix).
+func urlOptions(rawURL string) []BusOption {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil
+	}
+	if p := u.Query().Get("global_keyprefix"); p != "" {
+		return []BusOption{WithKeyPrefix(p)}
+	}
+	return nil
 }
 
 func scheme(u string) string {

@@ -29,7 +29,8 @@ import (
 )
 
 // These tests run against the real brokers and the real Python Celery:
-// Redis DB 9 (this package's own; flushed when the tests end) and a
+// Redis DB 9 (shared with the CLI's remote-control tests, which prefix
+// their keys; what Python leaves is deleted when the tests end) and a
 // RabbitMQ vhost created for them with rabbitmqctl and deleted after.
 
 const redisDB = 9
@@ -46,7 +47,7 @@ func TestMain(m *testing.M) {
 		exec.Command("rabbitmqctl", "delete_vhost", vhost.name).Run()
 	}
 	if redisUsed.Load() {
-		flushRedis()
+		cleanRedis()
 	}
 	os.Exit(code)
 }
@@ -71,7 +72,10 @@ func redisURL(t *testing.T) string {
 	return u.String()
 }
 
-func flushRedis() {
+// cleanRedis deletes the unprefixed keys the Python processes left in
+// DB 9 (binding sets, their queues). The CLI's tests share the DB with
+// prefixed keys, so it is not flushed.
+func cleanRedis() {
 	raw := os.Getenv("CELERITY_TEST_REDIS_URL")
 	if raw == "" {
 		raw = "redis://127.0.0.1:6379/0"
@@ -91,9 +95,23 @@ func flushRedis() {
 		return
 	}
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c.Do(ctx, c.B().Flushdb().Build())
+	for _, pattern := range []string{"_kombu.binding.*", "pyq-*"} {
+		var cursor uint64
+		for {
+			e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				break
+			}
+			if len(e.Elements) > 0 {
+				c.Do(ctx, c.B().Del().Key(e.Elements...).Build())
+			}
+			if cursor = e.Cursor; cursor == 0 {
+				break
+			}
+		}
+	}
 }
 
 // amqpURL is the test RabbitMQ in a vhost of this package's own.
@@ -146,6 +164,7 @@ func (bc *brokerCase) setup(t *testing.T) {
 	case "redis":
 		bc.url = redisURL(t)
 		prefix := brokertest.Prefix(t)
+		brokertest.CleanupRedisPrefix(t, bc.url, prefix)
 		bc.open = func(ctx context.Context) (transport.Broker, error) {
 			return redis.NewBroker(ctx, bc.url, redis.WithGlobalKeyPrefix(prefix))
 		}
@@ -397,4 +416,74 @@ func grep(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestRedisBusKeyPrefix: with kombu's global_keyprefix the channels,
+// binding set and reply lists carry the prefix (a bus without it does not
+// see the commands), and a Go worker and client on Redis talk through it.
+func TestRedisBusKeyPrefix(t *testing.T) {
+	t.Parallel()
+	base := redisURL(t)
+	prefix := brokertest.Prefix(t)
+	brokertest.CleanupRedisPrefix(t, base, prefix)
+	ctx := context.Background()
+	bus, err := control.Open(ctx, nil, base+"?global_keyprefix="+prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	plain, err := control.OpenRedis(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	node := "pfx-" + randHex(4) + "@host"
+	startNode(t, bus, nodeConfig{hostname: node})
+
+	c := control.NewClient(bus, control.ClientOptions{})
+	defer c.Close()
+	if r := call(t, c, "ping", nil, node)[node]; string(r) != `{"ok":"pong"}` {
+		t.Errorf("ping through the prefixed bus: %s", r)
+	}
+	other := control.NewClient(plain, control.ClientOptions{})
+	defer other.Close()
+	if replies, err := other.Ping(ctx, 300*time.Millisecond, node); err != nil || len(replies) != 0 {
+		t.Errorf("unprefixed client reached the prefixed worker: %v, %v", replies, err)
+	}
+
+	// The event channel is "<prefix>/9.celeryev/<rk>".
+	opt, err := rueidis.ParseURL(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.DisableCache = true
+	raw, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	got := make(chan string, 1)
+	dc, release := raw.Dedicate()
+	defer release()
+	dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: func(m rueidis.PubSubMessage) {
+		select {
+		case got <- m.Channel:
+		default:
+		}
+	}})
+	if err := dc.Do(ctx, dc.B().Psubscribe().Pattern(prefix+"/9.celeryev/*").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.PublishEvent(ctx, "worker.heartbeat", &control.Message{Body: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ch := <-got:
+		if ch != prefix+"/9.celeryev/worker.heartbeat" {
+			t.Errorf("channel %q", ch)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event on the prefixed channel")
+	}
+	dc.Close()
 }

@@ -24,8 +24,9 @@ import (
 // "<oid>.reply.celery.pidbox", deleting both when it stops.
 //
 // Each subscription holds a dedicated connection and resubscribes after
-// losing it. Celery's global_keyprefix is not applied to channels or
-// reply lists. RedisBus is safe for concurrent use.
+// losing it. kombu's global_keyprefix (WithKeyPrefix) is prepended to
+// channels, binding sets and reply lists as kombu does. RedisBus is safe
+// for concurrent use.
 type RedisBus struct {
 	client rueidis.Client
 	owns   bool
@@ -70,13 +71,13 @@ func OpenRedis(ctx context.Context, rawURL string, opts ...BusOption) (*RedisBus
 		c.Close()
 		return nil, fmt.Errorf("control: connect %s: %w", redact(rawURL), err)
 	}
-	b := NewRedisBus(c, db, opts...)
+	b := NewRedisBus(c, db, append(urlOptions(rawURL), opts...)...)
 	b.owns = true
 	return b, nil
 }
 
 func (b *RedisBus) channel(exchange, rk string) string {
-	s := "/" + strconv.Itoa(b.db) + "." + exchange
+	s := b.cfg.keyPrefix + "/" + strconv.Itoa(b.db) + "." + exchange
 	if rk != "" {
 		s += "/" + rk
 	}
@@ -111,7 +112,7 @@ func (b *RedisBus) PublishEvent(ctx context.Context, rk string, m *Message) erro
 // exchange with routing key oid, as kombu's direct exchange routes.
 func (b *RedisBus) PublishReply(ctx context.Context, oid string, m *Message) error {
 	ex := b.cfg.replyExchange()
-	rows, err := b.client.Do(ctx, b.client.B().Smembers().Key("_kombu.binding."+ex).Build()).AsStrSlice()
+	rows, err := b.client.Do(ctx, b.client.B().Smembers().Key(b.cfg.keyPrefix+"_kombu.binding."+ex).Build()).AsStrSlice()
 	if err != nil {
 		return fmt.Errorf("control: redis SMEMBERS _kombu.binding.%s: %w", ex, err)
 	}
@@ -124,7 +125,7 @@ func (b *RedisBus) PublishReply(ctx context.Context, oid string, m *Message) err
 		if len(parts) != 3 || parts[0] != oid {
 			continue
 		}
-		cmds = append(cmds, b.client.B().Lpush().Key(parts[2]).Element(rueidis.BinaryString(buf.B)).Build())
+		cmds = append(cmds, b.client.B().Lpush().Key(b.cfg.keyPrefix+parts[2]).Element(rueidis.BinaryString(buf.B)).Build())
 	}
 	for _, r := range b.client.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {
@@ -148,9 +149,10 @@ func (b *RedisBus) ListenEvents(ctx context.Context, key string, fn func(*Messag
 // then BRPOP it; Close removes the row and the list.
 func (b *RedisBus) ListenReplies(ctx context.Context, oid string, fn func(*Message)) (Listener, error) {
 	ex := b.cfg.replyExchange()
-	queue := oid + "." + ex
-	row := oid + redis.Sep + redis.Sep + queue
-	if err := b.client.Do(ctx, b.client.B().Sadd().Key("_kombu.binding."+ex).Member(row).Build()).Error(); err != nil {
+	row := oid + redis.Sep + redis.Sep + oid + "." + ex
+	queue := b.cfg.keyPrefix + oid + "." + ex
+	bindings := b.cfg.keyPrefix + "_kombu.binding." + ex
+	if err := b.client.Do(ctx, b.client.B().Sadd().Key(bindings).Member(row).Build()).Error(); err != nil {
 		return nil, fmt.Errorf("control: redis SADD reply binding: %w", err)
 	}
 	l, err := b.add()
@@ -162,7 +164,7 @@ func (b *RedisBus) ListenReplies(ctx context.Context, oid string, fn func(*Messa
 		defer cancel()
 		c := b.client
 		c.DoMulti(cctx,
-			c.B().Srem().Key("_kombu.binding."+ex).Member(row).Build(),
+			c.B().Srem().Key(bindings).Member(row).Build(),
 			c.B().Del().Key(queue, queue+redis.Sep+"3", queue+redis.Sep+"6", queue+redis.Sep+"9").Build())
 	}
 	go l.run(func() {
