@@ -548,7 +548,12 @@ func poolArg(r *Request) (int, error) {
 	return *a.N, nil
 }
 
+var errAutoscaling = errors.New("pool_grow and pool_shrink are not supported with autoscale; adjust the autoscale range instead")
+
 func cmdPoolGrow(_ context.Context, r *Request) (any, error) {
+	if r.Server.opts.Autoscale != nil {
+		return nil, errAutoscaling
+	}
 	n, err := poolArg(r)
 	if err != nil {
 		return nil, err
@@ -560,6 +565,9 @@ func cmdPoolGrow(_ context.Context, r *Request) (any, error) {
 }
 
 func cmdPoolShrink(_ context.Context, r *Request) (any, error) {
+	if r.Server.opts.Autoscale != nil {
+		return nil, errAutoscaling
+	}
 	n, err := poolArg(r)
 	if err != nil {
 		return nil, err
@@ -574,9 +582,9 @@ func cmdPoolShrink(_ context.Context, r *Request) (any, error) {
 	return OK("pool will shrink"), nil
 }
 
-// cmdAutoscale sets the pool to max executors. celerity has no
-// autoscaler that grows and shrinks with load: the pool stays at max, and
-// min is only recorded for stats.
+// cmdAutoscale updates the worker's autoscaler (ServerOptions.Autoscale).
+// A worker without one gets its pool set to max executors and keeps it
+// there; min is then only recorded for stats.
 func cmdAutoscale(_ context.Context, r *Request) (any, error) {
 	var a struct {
 		Max *int `json:"max"`
@@ -595,6 +603,14 @@ func cmdAutoscale(_ context.Context, r *Request) (any, error) {
 	}
 	if maxN < 1 || minN > maxN {
 		return nil, fmt.Errorf("autoscale: bad range max=%d min=%d", maxN, minN)
+	}
+	if f := r.Server.opts.Autoscale; f != nil {
+		hi, lo, err := f(maxN, minN)
+		if err != nil {
+			return nil, err
+		}
+		r.Server.scaleMin.Store(int64(lo))
+		return OK(fmt.Sprintf("autoscale now max=%d min=%d", hi, lo)), nil
 	}
 	if err := r.Worker.ResizePool(maxN); err != nil {
 		return nil, err

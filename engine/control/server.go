@@ -118,6 +118,11 @@ type ServerOptions struct {
 	// Mingle asks the other workers for their revoked ids at start, as
 	// Celery's mingle does (a hello broadcast, answered within a second).
 	Mingle bool
+	// Autoscale, if set, is what the autoscale command calls with the new
+	// max and min (Celery's autoscaler.update); it returns the bounds in
+	// force. With it, pool_grow and pool_shrink reply an error, as
+	// Celery's do while autoscaling. Nil: autoscale sets the pool to max.
+	Autoscale func(max, min int) (newMax, newMin int, err error)
 	// Logger receives the server's log (default: the app's logger).
 	Logger *slog.Logger
 }

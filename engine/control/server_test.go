@@ -442,3 +442,21 @@ func TestHelloStateDBAndMingle(t *testing.T) {
 	m := startNode(t, bus, nodeConfig{hostname: "m@host", opts: control.ServerOptions{Mingle: true}})
 	eventually(t, "mingle", func() bool { return slices.Contains(m.w.Revoked(), "r3") })
 }
+
+func TestAutoscaleUsesTheWorkersAutoscaler(t *testing.T) {
+	t.Parallel()
+	bus := control.NewMemoryBus()
+	defer bus.Close()
+	var got [2]int
+	startNode(t, bus, nodeConfig{hostname: "as@host", opts: control.ServerOptions{
+		Autoscale: func(hi, lo int) (int, int, error) { got = [2]int{hi, lo}; return hi, max(lo, 1), nil },
+	}})
+	c := control.NewClient(bus, control.ClientOptions{})
+	defer c.Close()
+	if r := string(call(t, c, "autoscale", map[string]any{"max": 8, "min": 0})["as@host"]); r != `{"ok":"autoscale now max=8 min=1"}` || got != [2]int{8, 0} {
+		t.Errorf("autoscale: %s, hook got %v", r, got)
+	}
+	if r := string(call(t, c, "pool_grow", nil)["as@host"]); !strings.Contains(r, "not supported with autoscale") {
+		t.Errorf("pool_grow while autoscaling: %s", r)
+	}
+}

@@ -419,6 +419,17 @@ func (d *Dispatcher) taskFailed(t *engine.Task, err error) {
 	if !d.taskOn.Load() {
 		return
 	}
+	if errors.Is(err, engine.ErrTerminated) {
+		// Revoked with terminate (the handler returned its context's
+		// cause): Celery reports task-revoked, terminated by SIGTERM.
+		p := d.begin()
+		b := appendStr(*p, "uuid", t.ID)
+		b = appendBool(b, "terminated", true)
+		b = appendInt(b, "signum", 15)
+		*p = appendBool(b, "expired", false)
+		d.endAt(p, "task-revoked", finished(t))
+		return
+	}
 	repr, tb := excRepr(err)
 	p := d.begin()
 	b := appendStr(*p, "uuid", t.ID)

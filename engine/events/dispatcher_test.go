@@ -532,3 +532,29 @@ func orderedKeys(t *testing.T, raw []byte) []string {
 	}
 	return keys
 }
+
+func TestTerminatedTaskIsRevokedEvent(t *testing.T) {
+	t.Parallel()
+	bus := control.NewMemoryBus()
+	var rec recorder
+	rec.listen(t, bus)
+	app := engine.MustNew(engine.Config{Hostname: "term@host"})
+	started := make(chan struct{})
+	engine.Register0(app, "t.wait", func(ctx context.Context) (int, error) {
+		close(started)
+		<-ctx.Done()
+		return 0, context.Cause(ctx)
+	})
+	d := events.New(bus, events.Options{TaskEvents: true, FlushInterval: 5 * time.Millisecond})
+	d.Attach(app)
+	d.Start()
+	runWorker(t, app, engine.WorkerConfig{Concurrency: 1}, func() { d.Close() })
+	r, _ := app.SendTask(context.Background(), "t.wait", nil, nil)
+	<-started
+	app.Revoke(true, r.ID)
+	eventually(t, "task-revoked", func() bool { return slices.Contains(rec.types(r.ID), "task-revoked") })
+	evs := rec.of(r.ID)
+	if last := evs[len(evs)-1]; last["terminated"] != true || last["signum"] != 15.0 || last["expired"] != false {
+		t.Errorf("task-revoked: %v", last)
+	}
+}
