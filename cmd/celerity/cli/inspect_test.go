@@ -181,7 +181,9 @@ func startCLIWorker(t *testing.T, args ...string) *syncBuffer {
 	ctx, cancel := context.WithCancel(context.Background())
 	var werr syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- Run(ctx, append([]string{"worker"}, args...), Options{Stdout: io.Discard, Stderr: &werr}) }()
+	go func() {
+		done <- Run(ctx, append([]string{"worker"}, args...), Options{Stdout: io.Discard, Stderr: &werr})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
