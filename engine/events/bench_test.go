@@ -20,12 +20,13 @@ func cpuTime() int64 {
 }
 
 // BenchmarkWorkerTaskEvents measures what task events cost a worker: raw
-// no-op tasks through the memory transport with events off, and with a
-// dispatcher sending every task's three events to an in-process bus.
+// no-op tasks through the memory transport without a dispatcher ("none"),
+// with one attached but task events off (a worker without -E: heartbeats
+// only), and with every task's three events sent to an in-process bus.
 func BenchmarkWorkerTaskEvents(b *testing.B) {
-	for _, on := range []bool{false, true} {
+	for _, mode := range []string{"none", "off", "on"} {
 		for _, c := range []int{2, 64} {
-			b.Run(fmt.Sprintf("events=%v/c=%d", on, c), func(b *testing.B) {
+			b.Run(fmt.Sprintf("events=%s/c=%d", mode, c), func(b *testing.B) {
 				app := engine.MustNew(engine.Config{Hostname: "bench@host"})
 				defer app.Close()
 				var done atomic.Int64
@@ -34,8 +35,8 @@ func BenchmarkWorkerTaskEvents(b *testing.B) {
 					return nil
 				}, engine.TaskIgnoreResult(true))
 				var d *events.Dispatcher
-				if on {
-					d = events.New(control.NewMemoryBus(), events.Options{TaskEvents: true, Logger: quiet()})
+				if mode != "none" { // "off": attached, task events disabled (a worker without -E)
+					d = events.New(control.NewMemoryBus(), events.Options{TaskEvents: mode == "on", Logger: quiet()})
 					d.Attach(app)
 					d.Start()
 				}
