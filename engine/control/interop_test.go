@@ -462,7 +462,7 @@ func TestRedisBusKeyPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	got := make(chan string, 1)
+	got := make(chan string, 4)
 	dc, release := raw.Dedicate()
 	defer release()
 	dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: func(m rueidis.PubSubMessage) {
@@ -477,13 +477,23 @@ func TestRedisBusKeyPrefix(t *testing.T) {
 	if err := bus.PublishEvent(ctx, "worker.heartbeat", &control.Message{Body: []byte("{}")}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case ch := <-got:
-		if ch != prefix+"/9.celeryev/worker.heartbeat" {
-			t.Errorf("channel %q", ch)
+	rb := bus.(*control.RedisBus)
+	if err := rb.PublishEvents(ctx, []string{"task.multi", "worker.online"},
+		[]*control.Message{{Body: []byte("[]")}, {Body: []byte("{}")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rb.PublishEvents(ctx, []string{"x"}, nil); err == nil {
+		t.Error("PublishEvents with mismatched lengths: no error")
+	}
+	for _, want := range []string{"worker.heartbeat", "task.multi", "worker.online"} {
+		select {
+		case ch := <-got:
+			if ch != prefix+"/9.celeryev/"+want {
+				t.Errorf("channel %q, want %s", ch, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event on the prefixed channel")
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no event on the prefixed channel")
 	}
 	dc.Close()
 }

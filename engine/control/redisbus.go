@@ -108,6 +108,32 @@ func (b *RedisBus) PublishEvent(ctx context.Context, rk string, m *Message) erro
 	return b.publishChannel(ctx, b.cfg.eventExchange, rk, m)
 }
 
+// PublishEvents publishes several events (msgs[i] with routing key
+// rks[i]) in one round trip: the event dispatcher uses it to send all the
+// batches it has at once instead of one PUBLISH per batch.
+func (b *RedisBus) PublishEvents(ctx context.Context, rks []string, msgs []*Message) error {
+	if len(rks) != len(msgs) {
+		return fmt.Errorf("control: PublishEvents: %d routing keys for %d messages", len(rks), len(msgs))
+	}
+	bufs := make([]*bytebufferpool.ByteBuffer, len(msgs))
+	cmds := make(rueidis.Commands, len(msgs))
+	for i, m := range msgs {
+		bufs[i] = envPool.Get()
+		bufs[i].B = appendEnvelope(bufs[i].B[:0], m, b.cfg.eventExchange, rks[i])
+		cmds[i] = b.client.B().Publish().Channel(b.channel(b.cfg.eventExchange, rks[i])).Message(rueidis.BinaryString(bufs[i].B)).Build()
+	}
+	var first error
+	for _, r := range b.client.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil && first == nil {
+			first = fmt.Errorf("control: redis PUBLISH events: %w", err)
+		}
+	}
+	for _, buf := range bufs {
+		envPool.Put(buf)
+	}
+	return first
+}
+
 // PublishReply implements Bus: LPUSH to the queues bound to the reply
 // exchange with routing key oid, as kombu's direct exchange routes.
 func (b *RedisBus) PublishReply(ctx context.Context, oid string, m *Message) error {

@@ -590,9 +590,26 @@ func (d *Dispatcher) take(out []*batch, partial bool) []*batch {
 	return out
 }
 
+// multiPublisher is a bus that sends several events in one round trip
+// (control.RedisBus).
+type multiPublisher interface {
+	PublishEvents(ctx context.Context, rks []string, msgs []*control.Message) error
+}
+
+// maxPipeline bounds the batches sent in one round trip.
+const maxPipeline = 64
+
 func (d *Dispatcher) publishAll(bs []*batch) {
-	for _, b := range bs {
-		d.publish(b)
+	if mp, ok := d.bus.(multiPublisher); ok && len(bs) > 1 {
+		for rest := bs; len(rest) > 0; {
+			n := min(len(rest), maxPipeline)
+			d.publishMulti(mp, rest[:n])
+			rest = rest[n:]
+		}
+	} else {
+		for _, b := range bs {
+			d.publish(b)
+		}
 	}
 	d.mu.Lock()
 	for _, b := range bs {
@@ -604,25 +621,50 @@ func (d *Dispatcher) publishAll(bs []*batch) {
 	clear(bs)
 }
 
-func (d *Dispatcher) publish(b *batch) {
+func (d *Dispatcher) message(b *batch) control.Message {
 	if b.multi {
 		b.buf = append(b.buf, ']')
 	}
-	m := control.Message{Body: b.buf, Transient: true, Headers: control.Headers{Hostname: d.hostname}}
+	return control.Message{Body: b.buf, Transient: true, Headers: control.Headers{Hostname: d.hostname}}
+}
+
+func (d *Dispatcher) publish(b *batch) {
+	m := d.message(b)
 	ctx, cancel := context.WithTimeout(context.Background(), d.opts.PublishTimeout)
 	err := d.bus.PublishEvent(ctx, b.rk, &m)
 	cancel()
+	d.account(err, 1, b.n)
+}
+
+// publishMulti sends bs in one round trip; a failure drops them all.
+func (d *Dispatcher) publishMulti(mp multiPublisher, bs []*batch) {
+	rks := make([]string, len(bs))
+	msgs := make([]control.Message, len(bs))
+	ptrs := make([]*control.Message, len(bs))
+	n := 0
+	for i, b := range bs {
+		rks[i], msgs[i], ptrs[i] = b.rk, d.message(b), &msgs[i]
+		n += b.n
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d.opts.PublishTimeout)
+	err := mp.PublishEvents(ctx, rks, ptrs)
+	cancel()
+	d.account(err, len(bs), n)
+}
+
+// account counts a publish of batches messages holding events events.
+func (d *Dispatcher) account(err error, batches, events int) {
 	if err != nil {
 		d.pubErrors.Add(1)
-		d.dropped.Add(int64(b.n))
+		d.dropped.Add(int64(events))
 		now := time.Now().UnixNano()
 		if last := d.lastErrLog.Load(); now-last > int64(10*time.Second) && d.lastErrLog.CompareAndSwap(last, now) {
 			d.log.Warn("events: publish failed; events dropped", "err", err, "dropped_total", d.dropped.Load())
 		}
 		return
 	}
-	d.batches.Add(1)
-	d.sent.Add(int64(b.n))
+	d.batches.Add(int64(batches))
+	d.sent.Add(int64(events))
 }
 
 // loadavg returns the 1, 5 and 15 minute load averages rounded to two
