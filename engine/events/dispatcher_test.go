@@ -563,3 +563,25 @@ func TestTerminatedTaskIsRevokedEvent(t *testing.T) {
 		t.Errorf("task-revoked: %v", last)
 	}
 }
+
+func TestTaskSentEvent(t *testing.T) {
+	t.Parallel()
+	bus := control.NewMemoryBus()
+	var rec recorder
+	rec.listen(t, bus)
+	app := engine.MustNew(engine.Config{Hostname: "client@host"})
+	d := events.New(bus, events.Options{SendSentEvent: true, FlushInterval: 5 * time.Millisecond})
+	d.Attach(app)
+	d.Start()
+	defer d.Close()
+	r, err := app.SendTask(context.Background(), "remote.add", []any{1, 2}, map[string]any{"z": true}, engine.Queue("math"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "task-sent", func() bool { return len(rec.of(r.ID)) == 1 })
+	e := rec.of(r.ID)[0]
+	if e.Type() != "task-sent" || e["name"] != "remote.add" || e["args"] != "(1, 2)" || e["kwargs"] != "{'z': True}" ||
+		e["queue"] != "math" || e["routing_key"] != "math" || e["retries"] != 0.0 || e.Hostname() != "client@host" {
+		t.Errorf("task-sent: %v", e)
+	}
+}
