@@ -79,7 +79,9 @@ type Stats struct {
 // the batch being filled, under a short lock, and returns. Full batches
 // wait, at most MaxPending of them, for the one publisher goroutine, which
 // publishes them as task.multi JSON arrays (and flushes a partial batch
-// every FlushInterval). When the broker is slow or unreachable the
+// every FlushInterval); on Redis the batches it has go out in one round
+// trip. It is woken early when half of MaxPending is used. When the
+// broker is slow or unreachable the
 // pending batches fill up and further events are dropped and counted
 // (Stats.Dropped) rather than delaying tasks or growing memory. Worker
 // events go through the same queue, one event per message.
