@@ -209,6 +209,7 @@ func runWorker(ctx context.Context, args []string, o Options) error {
 	af.register(fs)
 	queues := fs.String("Q", "", "comma-separated queues (default task_default_queue)")
 	concurrency := fs.Int("c", 0, "concurrency (worker_concurrency; default: number of CPUs)")
+	fs.IntVar(concurrency, "concurrency", 0, "same as -c")
 	pool := fs.String("pool", "", "pool: goroutine, solo or prefork (worker_pool)")
 	prefetch := fs.Int("prefetch-multiplier", 0, "worker_prefetch_multiplier (default 4)")
 	maxTasks := fs.Int("max-tasks-per-child", 0, "recycle an executor after N tasks")
