@@ -307,8 +307,10 @@ func TestRevokeQueuedAndTerminateRunning(t *testing.T) {
 	running, _ := slow.Delay(ctx)
 	<-started
 	running.Revoke(true)
-	if _, err := running.Get(ctx); err == nil || !strings.Contains(err.Error(), ErrTerminated.Error()) {
-		t.Fatalf("terminated task: %v", err)
+	_, err := running.Get(ctx)
+	var te *TaskError
+	if !errors.Is(err, ErrRevoked) || !errors.As(err, &te) || fmt.Sprint(te.Args) != "[terminated]" {
+		t.Fatalf("terminated task: %v, want REVOKED [terminated] as Celery records it", err)
 	}
 	if _, err := queued.Get(ctx); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("revoked queued task: %v", err)

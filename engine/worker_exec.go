@@ -259,6 +259,16 @@ func (w *Worker) outcome(st *slotState, t *Task, err error) codec.State {
 	switch {
 	case errors.Is(err, ErrIgnore):
 		return codec.StateIgnored
+	case errors.Is(err, ErrTerminated):
+		// revoke(terminate=True): REVOKED ["terminated"], as Celery records it.
+		w.stats.Revoked.Add(1)
+		if !w.ignoreResult(def, m) {
+			w.storeException(m, codec.StateRevoked, "TaskRevokedError", "celery.exceptions", "terminated")
+		}
+		if h := w.app.hooks.TaskRevoked; h != nil {
+			h(m.ID, "terminated")
+		}
+		return codec.StateRevoked
 	case errors.As(err, &reject):
 		w.stats.Rejected.Add(1)
 		st.uncollect(m)

@@ -256,8 +256,8 @@ func TestRevokeQueuedAndTerminateRunning(t *testing.T) {
 		t.Errorf("revoke terminate: %v", reply)
 	}
 	meta, err = running.Wait(ctx)
-	if err != nil || meta.StateName != "FAILURE" {
-		t.Errorf("terminated task: %+v, %v", meta, err)
+	if err != nil || meta.StateName != "REVOKED" || !strings.Contains(string(meta.Result), `["terminated"]`) {
+		t.Errorf("terminated task: %+v, %v; want REVOKED [terminated] as Celery records it", meta, err)
 	}
 	decode(t, call(t, c, "terminate", map[string]any{"task_id": "unknown-id", "signal": "SIGTERM"})["r@host"], &reply)
 	if reply["ok"] != "terminate: tasks unknown" {

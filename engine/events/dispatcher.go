@@ -421,17 +421,6 @@ func (d *Dispatcher) taskFailed(t *engine.Task, err error) {
 	if !d.taskOn.Load() {
 		return
 	}
-	if errors.Is(err, engine.ErrTerminated) {
-		// Revoked with terminate (the handler returned its context's
-		// cause): Celery reports task-revoked, terminated by SIGTERM.
-		p := d.begin()
-		b := appendStr(*p, "uuid", t.ID)
-		b = appendBool(b, "terminated", true)
-		b = appendInt(b, "signum", 15)
-		*p = appendBool(b, "expired", false)
-		d.endAt(p, "task-revoked", finished(t))
-		return
-	}
 	repr, tb := excRepr(err)
 	p := d.begin()
 	b := appendStr(*p, "uuid", t.ID)
@@ -463,8 +452,15 @@ func (d *Dispatcher) taskRevoked(id []byte, reason string) {
 	}
 	p := d.begin()
 	b := appendBytesOrNull(*p, "uuid", id)
-	b = appendBool(b, "terminated", false)
-	b = append(appendKey(b, "signum"), "null"...)
+	if reason == "terminated" {
+		// revoke(terminate=True): the engine cancelled the task's context,
+		// which Celery reports as terminated by SIGTERM.
+		b = appendBool(b, "terminated", true)
+		b = appendInt(b, "signum", 15)
+	} else {
+		b = appendBool(b, "terminated", false)
+		b = append(appendKey(b, "signum"), "null"...)
+	}
 	b = appendBool(b, "expired", reason == "expired")
 	*p = b
 	d.end(p, "task-revoked")
