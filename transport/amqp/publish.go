@@ -19,8 +19,8 @@ import (
 type pubSource interface {
 	len() int
 	// fill sets p (whose Headers table it may reuse) for item i and
-	// returns where to send it.
-	fill(i int, p *amqp091.Publishing) (exchange, key string, mandatory bool)
+	// returns where to send it, or why p cannot be written.
+	fill(i int, p *amqp091.Publishing) (exchange, key string, mandatory bool, err error)
 	// id names item i in errors and matches it to a basic.return (its
 	// correlation id).
 	id(i int) string
@@ -362,8 +362,8 @@ func (p *publisher) sendChunk(s *pubSession, b *pubBatch, lo, hi int) {
 		}
 		pub := &sc.pub
 		*pub = amqp091.Publishing{Headers: sc.table}
-		exchange, key, mandatory := b.src.fill(i, pub)
-		if err := pub.Headers.Validate(); err != nil {
+		exchange, key, mandatory, err := b.src.fill(i, pub)
+		if err != nil {
 			b.status[i] = stInvalid
 			if b.invalid == nil {
 				b.invalid = fmt.Errorf("amqp: publish %s: headers: %w", b.src.id(i), err)
@@ -499,10 +499,17 @@ func (m *msgSource) spec(i int) Queue {
 
 // fill writes msg's properties as codec.AMQPPropertiesOf does, but as
 // views of msg (amqp091-go encodes them before Publish returns, while
-// the batch still owns msg).
-func (m *msgSource) fill(i int, p *amqp091.Publishing) (string, string, bool) {
+// the batch still owns msg). The Celery headers codec.AMQPHeaders makes
+// are valid AMQP values by construction; only extra headers (converted
+// from JSON) are validated.
+func (m *msgSource) fill(i int, p *amqp091.Publishing) (string, string, bool, error) {
 	msg := m.msgs[i]
 	p.Headers = amqpHeaders(msg, p.Headers)
+	if len(msg.ExtraHeaders) != 0 {
+		if err := p.Headers.Validate(); err != nil {
+			return "", "", false, err
+		}
+	}
 	p.ContentType = codec.ContentTypeJSON
 	if len(msg.ContentType) != 0 {
 		p.ContentType = unsafeconv.String(msg.ContentType)
@@ -532,7 +539,7 @@ func (m *msgSource) fill(i int, p *amqp091.Publishing) (string, string, bool) {
 	}
 	p.Priority = msg.Priority
 	p.Body = msg.Body
-	return unsafeconv.String(msg.Exchange), unsafeconv.String(msg.RoutingKey), true
+	return unsafeconv.String(msg.Exchange), unsafeconv.String(msg.RoutingKey), true, nil
 }
 
 func (m *msgSource) release() {
@@ -595,8 +602,8 @@ func (r *rawSource) target(i int) (string, bool) {
 	return "", false
 }
 
-func (r *rawSource) fill(i int, p *amqp091.Publishing) (string, string, bool) {
+func (r *rawSource) fill(i int, p *amqp091.Publishing) (string, string, bool, error) {
 	it := &r.items[i]
 	*p = it.pub
-	return it.exchange, it.key, it.mandatory
+	return it.exchange, it.key, it.mandatory, p.Headers.Validate()
 }

@@ -48,7 +48,9 @@ func TestFillMatchesCodecProperties(t *testing.T) {
 			want.ReplyTo = "broker-oid"
 		}
 		var p amqp091.Publishing
-		(&msgSource{b: &Broker{oid: "broker-oid"}, msgs: []*codec.Message{m}}).fill(0, &p)
+		if _, _, _, err := (&msgSource{b: &Broker{oid: "broker-oid"}, msgs: []*codec.Message{m}}).fill(0, &p); err != nil {
+			t.Fatal(err)
+		}
 		got := codec.AMQPProperties{ContentType: p.ContentType, ContentEncoding: p.ContentEncoding,
 			CorrelationID: p.CorrelationId, ReplyTo: p.ReplyTo, Expiration: p.Expiration,
 			DeliveryMode: p.DeliveryMode, Priority: p.Priority}
