@@ -602,8 +602,8 @@ func (c *Consumer) Reject(requeue bool, msgs ...*codec.Message) error {
 		if gen != c.gen || tag == 0 {
 			continue
 		}
-		if err := s.ch.Reject(tag, requeue); err != nil && first == nil {
-			first = errorf("reject", err)
+		if err := s.ch.Reject(tag, requeue); err != nil && first == nil && s.alive() {
+			first = errorf("reject", err) // (a lost channel requeues by itself)
 		}
 		c.acks.settle(tag, false)
 		n++
