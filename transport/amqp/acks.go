@@ -43,6 +43,20 @@ func (t *ackTracker) settle(tag uint64, ack bool) {
 	t.waiting = append(t.waiting, settled{tag, ack})
 }
 
+// isSettled reports whether tag was settled before (acking or rejecting
+// it again would make RabbitMQ close the channel).
+func (t *ackTracker) isSettled(tag uint64) bool {
+	if tag <= t.floor || t.isAbove(tag) {
+		return true
+	}
+	for _, w := range t.waiting {
+		if w.tag == tag {
+			return true
+		}
+	}
+	return false
+}
+
 // pending is the number of settled tags not yet acknowledged.
 func (t *ackTracker) pending() int { return len(t.waiting) }
 
@@ -61,7 +75,20 @@ func (t *ackTracker) flush(now time.Time, force bool, maxWait time.Duration, pre
 	if len(t.waiting) == 0 {
 		return nil
 	}
-	slices.SortFunc(t.waiting, func(a, b settled) int { return cmp.Compare(a.tag, b.tag) })
+	// Sorted by tag; for a tag settled twice (a worker that acks what it
+	// rejected) the rejection first, so that no ack is sent for it.
+	slices.SortFunc(t.waiting, func(a, b settled) int {
+		if c := cmp.Compare(a.tag, b.tag); c != 0 {
+			return c
+		}
+		switch {
+		case a.ack == b.ack:
+			return 0
+		case !a.ack:
+			return -1
+		}
+		return 1
+	})
 	var multi uint64
 	i := 0
 	for ; i < len(t.waiting); i++ {

@@ -363,3 +363,58 @@ func TestSetPrefetchLowerHoldsBack(t *testing.T) {
 		codec.ReleaseMessage(m)
 	}
 }
+
+// TestDoubleSettleKeepsTheChannel: a worker that acks or rejects the same
+// message twice (or acks what it rejected) must not make RabbitMQ close
+// the channel with "unknown delivery tag".
+func TestDoubleSettleKeepsTheChannel(t *testing.T) {
+	t.Parallel()
+	b := newTestBroker(t)
+	queue := testQueue(t, "double")
+	for i := range 4 {
+		if err := b.Publish(t.Context(), newTask(queue, fmt.Sprintf("d-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := b.Consume(t.Context(), []string{queue}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t, 10*time.Second)
+	var all []*codec.Message
+	for len(all) < 4 {
+		buf := make([]*codec.Message, 2)
+		n, err := c.Fetch(ctx, buf)
+		if err != nil {
+			t.Fatalf("fetched %d of 4: %v", len(all), err)
+		}
+		for _, m := range buf[:n] {
+			switch len(all) % 2 {
+			case 0:
+				c.Reject(false, m)
+				c.Ack(m)
+			case 1:
+				c.Ack(m)
+				c.Ack(m)
+				c.Reject(true, m)
+			}
+			all = append(all, m)
+		}
+	}
+	cons := c.(*Consumer)
+	cons.mu.Lock()
+	cons.flushLocked(true)
+	s := cons.sess
+	cons.mu.Unlock()
+	time.Sleep(100 * time.Millisecond) // RabbitMQ would close the channel now
+	if s == nil || !s.alive() || s.ch.IsClosed() {
+		t.Fatal("the channel was closed")
+	}
+	if n, err := b.QueueLen(ctx, queue); err != nil || n != 0 {
+		t.Fatalf("%d messages back in the queue (%v)", n, err)
+	}
+	for _, m := range all {
+		codec.ReleaseMessage(m)
+	}
+}

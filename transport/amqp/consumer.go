@@ -572,8 +572,8 @@ func (c *Consumer) Ack(msgs ...*codec.Message) error {
 	n := 0
 	for _, m := range msgs {
 		gen, tag := splitTag(m.Tag)
-		if gen != c.gen || tag == 0 {
-			continue // a delivery of a lost connection: RabbitMQ requeued it
+		if gen != c.gen || tag == 0 || c.acks.isSettled(tag) {
+			continue // of a lost connection (RabbitMQ requeued it), or settled already
 		}
 		c.acks.settle(tag, true)
 		n++
@@ -599,8 +599,8 @@ func (c *Consumer) Reject(requeue bool, msgs ...*codec.Message) error {
 	n := 0
 	for _, m := range msgs {
 		gen, tag := splitTag(m.Tag)
-		if gen != c.gen || tag == 0 {
-			continue
+		if gen != c.gen || tag == 0 || c.acks.isSettled(tag) {
+			continue // of a lost connection, or settled already
 		}
 		if err := s.ch.Reject(tag, requeue); err != nil && first == nil && s.alive() {
 			first = errorf("reject", err) // (a lost channel requeues by itself)
