@@ -58,7 +58,6 @@ type pubBatch struct {
 // pubSession is one publishing connection: a channel in confirm mode and
 // a channel for declarations.
 type pubSession struct {
-	p    *publisher
 	conn *amqp091.Connection
 	ch   *amqp091.Channel
 	// dead is closed once the session is unusable; closeErr (set before)
@@ -170,7 +169,6 @@ func (p *publisher) open(ctx context.Context) (*pubSession, error) {
 		return nil, fmt.Errorf("%w: open publishing channel: %w", ErrUnavailable, err)
 	}
 	s := &pubSession{
-		p:        p,
 		conn:     conn,
 		ch:       ch,
 		dead:     make(chan struct{}),
