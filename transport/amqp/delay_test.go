@@ -9,6 +9,7 @@ import (
 
 	"github.com/celerity-go/celerity/codec"
 	"github.com/celerity-go/celerity/engine"
+	"github.com/celerity-go/celerity/internal/interoptest"
 )
 
 func TestDelayTTL(t *testing.T) {
@@ -112,7 +113,7 @@ func TestEngineFarETA(t *testing.T) {
 	cleanupDelayQueues(t, th)
 	queue := testQueue(t, "engine-eta")
 	app, _ := newApp(t, "", engine.Config{TaskDefaultQueue: queue}, WithETAThreshold(th))
-	interopTasks(app, nil)
+	interoptest.RegisterTasks(app, nil)
 	runWorker(t, app, engine.WorkerConfig{Queues: []string{queue}, Concurrency: 2})
 	ctx := ctxT(t, 20*time.Second)
 	start := time.Now()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/celerity-go/celerity/engine"
 	"github.com/celerity-go/celerity/internal/brokertest"
+	"github.com/celerity-go/celerity/internal/interoptest"
 	"github.com/celerity-go/celerity/transport/redis"
 )
 
@@ -196,7 +197,7 @@ func TestInteropPythonToGoRPC(t *testing.T) {
 			queue := testQueue(t, "py2go")
 			app, _ := newApp(t, "", engine.Config{AcceptContent: []string{"json", "msgpack"}, TaskAcksLate: true},
 				WithMaxPriority(interopPriority))
-			interopTasks(app, nil)
+			interoptest.RegisterTasks(app, nil)
 			runWorker(t, app, engine.WorkerConfig{Queues: []string{queue}, Concurrency: 8})
 			out := py.run(t, nil, 90*time.Second, "interop_send.py", queue, "--wait", "30")
 			checkOutcomes(t, parseLines(t, out), pythonKinds)
@@ -262,7 +263,7 @@ func TestInteropPythonToGoRedisBackend(t *testing.T) {
 	app, _ := newApp(t, "", engine.Config{Backend: be, AcceptContent: []string{"json", "msgpack"}},
 		WithMaxPriority(interopPriority))
 	forgetAtEnd(t, be, &ids)
-	interopTasks(app, nil)
+	interoptest.RegisterTasks(app, nil)
 	lines := py.run(t, nil, 60*time.Second, "interop_send.py", queue)
 	for _, o := range parseLines(t, lines) {
 		ids = append(ids, o.ID)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/celerity-go/celerity/engine"
 	"github.com/celerity-go/celerity/internal/brokertest"
+	"github.com/celerity-go/celerity/internal/interoptest"
 	"github.com/celerity-go/celerity/transport/redis"
 )
 
@@ -227,7 +228,7 @@ func testPythonToGo(t *testing.T, serializer string) {
 	}
 	var mu sync.Mutex
 	runs := map[string]run{}
-	interopTasks(app, func(tk *engine.Task) {
+	interoptest.RegisterTasks(app, func(tk *engine.Task) {
 		mu.Lock()
 		runs[tk.ID] = run{ran: time.Now(), eta: tk.ETA}
 		mu.Unlock()
@@ -445,7 +446,7 @@ func TestInteropGoRestoresPythonHeld(t *testing.T) {
 	stop()
 	var mu sync.Mutex
 	var redelivered, ran bool
-	interopTasks(app, func(tk *engine.Task) {
+	interoptest.RegisterTasks(app, func(tk *engine.Task) {
 		mu.Lock()
 		ran, redelivered = true, tk.Redelivered
 		mu.Unlock()
