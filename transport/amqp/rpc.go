@@ -53,7 +53,7 @@ type RPCBackend struct {
 	records map[string][]byte
 	order   []string // record ids, oldest first, for eviction (a ring)
 	next    int
-	subs    map[string][]*rpcSub
+	subs    transport.Subscribers
 }
 
 var _ transport.Backend = (*RPCBackend)(nil)
@@ -76,7 +76,6 @@ func NewRPCBackend(ctx context.Context, b *Broker, opts ...Option) (*RPCBackend,
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		records: make(map[string][]byte),
-		subs:    make(map[string][]*rpcSub),
 	}
 	if !b.routes.CompareAndSwap(nil, r.routes) {
 		return nil, errors.New("amqp: the broker already has an rpc:// backend")
@@ -201,9 +200,7 @@ func (r *RPCBackend) keep(id string, data []byte, st codec.State) {
 		r.remember(id)
 	}
 	r.records[id] = data
-	for _, s := range r.subs[id] {
-		s.deliver(data)
-	}
+	r.subs.Publish(id, data)
 }
 
 // remember notes id in the eviction ring, evicting the oldest record
@@ -288,13 +285,12 @@ func (r *RPCBackend) ForgetResult(_ context.Context, taskID string) error {
 // Subscribe implements transport.Backend.
 func (r *RPCBackend) Subscribe(_ context.Context, taskID string) (transport.Subscription, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
 		return nil, ErrClosed
 	}
-	s := &rpcSub{r: r, id: taskID, ch: make(chan []byte, 8)}
-	r.subs[taskID] = append(r.subs[taskID], s)
-	return s, nil
+	return r.subs.Subscribe(taskID)
 }
 
 // EnsureChordsAllowed returns ErrChordsUnsupported, as Celery's rpc
@@ -316,74 +312,13 @@ func (r *RPCBackend) Close() error {
 	r.closed = true
 	close(r.stop)
 	conn := r.conn
-	for _, list := range r.subs {
-		for _, s := range list {
-			close(s.ch)
-		}
-	}
-	r.subs = nil
 	r.mu.Unlock()
+	r.subs.Close()
 	if conn != nil {
 		conn.Close()
 	}
 	<-r.done
 	r.b.routes.CompareAndSwap(r.routes, nil)
-	return nil
-}
-
-type rpcSub struct {
-	r  *RPCBackend
-	id string
-	ch chan []byte
-}
-
-// deliver queues rec, dropping the oldest queued record when the
-// subscriber is far behind (a later state supersedes it). r.mu is held.
-func (s *rpcSub) deliver(rec []byte) {
-	for {
-		select {
-		case s.ch <- rec:
-			return
-		default:
-			select {
-			case <-s.ch:
-			default:
-			}
-		}
-	}
-}
-
-func (s *rpcSub) Next(ctx context.Context, dst []byte) ([]byte, error) {
-	select {
-	case rec, ok := <-s.ch:
-		if !ok {
-			return dst, ErrClosed
-		}
-		return append(dst, rec...), nil
-	case <-ctx.Done():
-		return dst, ctx.Err()
-	}
-}
-
-func (s *rpcSub) Close() error {
-	r := s.r
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil
-	}
-	list := r.subs[s.id]
-	for i, x := range list {
-		if x == s {
-			list = append(list[:i], list[i+1:]...)
-			break
-		}
-	}
-	if len(list) == 0 {
-		delete(r.subs, s.id)
-	} else {
-		r.subs[s.id] = list
-	}
 	return nil
 }
 

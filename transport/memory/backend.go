@@ -14,7 +14,7 @@ import (
 type Backend struct {
 	mu      sync.Mutex
 	records map[string][]byte
-	subs    map[string][]*subscription
+	subs    transport.Subscribers
 	chords  map[string]*chord
 	groups  map[string][]byte
 	closed  bool
@@ -22,7 +22,7 @@ type Backend struct {
 
 // NewBackend returns an empty backend.
 func NewBackend() *Backend {
-	return &Backend{records: make(map[string][]byte), subs: make(map[string][]*subscription)}
+	return &Backend{records: make(map[string][]byte)}
 }
 
 var _ transport.Backend = (*Backend)(nil)
@@ -42,9 +42,7 @@ func (b *Backend) StoreResults(_ context.Context, recs ...transport.ResultRecord
 		}
 		data := append([]byte(nil), r.Data...)
 		b.records[id] = data
-		for _, s := range b.subs[id] {
-			s.deliver(data)
-		}
+		b.subs.Publish(id, data)
 	}
 	return nil
 }
@@ -83,85 +81,20 @@ func (b *Backend) Len() int {
 // Subscribe implements transport.Backend.
 func (b *Backend) Subscribe(_ context.Context, taskID string) (transport.Subscription, error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
 		return nil, ErrClosed
 	}
-	s := &subscription{b: b, id: taskID, ch: make(chan []byte, 8)}
-	b.subs[taskID] = append(b.subs[taskID], s)
-	return s, nil
+	return b.subs.Subscribe(taskID)
 }
 
 // Close ends every subscription.
 func (b *Backend) Close() error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.closed {
-		b.closed = true
-		for _, list := range b.subs {
-			for _, s := range list {
-				close(s.ch)
-			}
-		}
-		b.subs = nil
-	}
-	return nil
-}
-
-type subscription struct {
-	b  *Backend
-	id string
-	ch chan []byte
-}
-
-// deliver queues rec for the subscriber, dropping the oldest queued record
-// when the subscriber is far behind (a later state supersedes an earlier
-// one). b.mu is held.
-func (s *subscription) deliver(rec []byte) {
-	for {
-		select {
-		case s.ch <- rec:
-			return
-		default:
-			select {
-			case <-s.ch:
-			default:
-			}
-		}
-	}
-}
-
-func (s *subscription) Next(ctx context.Context, dst []byte) ([]byte, error) {
-	select {
-	case rec, ok := <-s.ch:
-		if !ok {
-			return dst, ErrClosed
-		}
-		return append(dst, rec...), nil
-	case <-ctx.Done():
-		return dst, ctx.Err()
-	}
-}
-
-func (s *subscription) Close() error {
-	b := s.b
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return nil
-	}
-	list := b.subs[s.id]
-	for i, x := range list {
-		if x == s {
-			list = append(list[:i], list[i+1:]...)
-			break
-		}
-	}
-	if len(list) == 0 {
-		delete(b.subs, s.id)
-	} else {
-		b.subs[s.id] = list
-	}
+	b.closed = true
+	b.mu.Unlock()
+	b.subs.Close()
 	return nil
 }
 
