@@ -8,8 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 
 	"github.com/celerity-go/celerity/engine"
 	"github.com/celerity-go/celerity/internal/brokertest"
+	"github.com/celerity-go/celerity/internal/interoptest"
 	"github.com/celerity-go/celerity/transport/redis"
 )
 
@@ -97,37 +96,8 @@ func (e *interopEnv) goWorker(t *testing.T, queues ...string) {
 // queue until the test ends.
 func (e *interopEnv) pyWorker(t *testing.T, queue string) {
 	t.Helper()
-	cmd := exec.Command(brokertest.Python, "-m", "celery", "-A", "py_app", "worker", "-P", "solo", "-Q", queue,
-		"-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", "py-"+queue+"@%h")
-	cmd.Dir, cmd.Env = e.dir, e.env
-	var logs bytes.Buffer
-	var mu sync.Mutex
-	cmd.Stdout = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(p) })
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("python worker %s:\n%s", queue, logs.String())
-			mu.Unlock()
-		}
-	})
+	interoptest.Worker(t, e.dir, e.env, "py_app", queue)
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // python runs an interop script and returns its JSON output lines.
 func (e *interopEnv) python(t *testing.T, stdin []byte, args ...string) []map[string]any {

@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -78,52 +76,8 @@ func (p *python) run(t *testing.T, stdin []byte, timeout time.Duration, script s
 // then killed) when the test ends or stop is called.
 func (p *python) worker(t *testing.T, queue string) (stop func()) {
 	t.Helper()
-	cmd := exec.Command(brokertest.Python, "-m", "celery", "-A", "interop_app", "worker",
-		"-P", "solo", "-Q", queue, "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat",
-		"-n", "py-"+queue+"@%h")
-	cmd.Env = p.env
-	cmd.Dir = "testdata"
-	var logs syncBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				<-done
-			}
-			if t.Failed() {
-				t.Logf("python worker log:\n%s", logs.String())
-			}
-		})
-	}
-	t.Cleanup(stop)
+	stop, _ = interoptest.Worker(t, "testdata", p.env, "interop_app", queue)
 	return stop
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // outcome is one line of interop_send.py, py_send.py or py_collect.py.

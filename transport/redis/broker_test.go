@@ -1,7 +1,6 @@
 package redis_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,13 +8,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/rueidis"
 
 	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/internal/interoptest"
 	"github.com/celerity-go/celerity/transport"
 	"github.com/celerity-go/celerity/transport/redis"
 	"github.com/celerity-go/celerity/transport/transporttest"
@@ -343,7 +342,7 @@ func TestCloseRequeuesOldestFirst(t *testing.T) {
 // ahead of good ones: the consumer logs and drops them and goes on.
 func TestGarbageIsDroppedAndLogged(t *testing.T) {
 	t.Parallel()
-	var logBuf syncBuffer
+	var logBuf interoptest.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logBuf, nil))
 	b, prefix := newBroker(t, redis.WithLogger(log))
 	c := b.Client()
@@ -376,23 +375,6 @@ func TestGarbageIsDroppedAndLogged(t *testing.T) {
 	if k := strings.Count(logBuf.String(), "does not decode"); k != len(garbage) {
 		t.Fatalf("logged %d bad messages, want %d:\n%s", k, len(garbage), logBuf.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestRequeueMarksKombuFlags checks the text surgery of a restore on

@@ -12,7 +12,6 @@ import (
 	"reflect"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -70,52 +69,7 @@ func (p *python) run(t *testing.T, stdin []byte, timeout time.Duration, script s
 // SIGKILL, so that it cannot restore what it holds.
 func (p *python) worker(t *testing.T, queue string, extraEnv ...string) (stop, kill9 func()) {
 	t.Helper()
-	cmd := exec.Command(brokertest.Python, "-m", "celery", "-A", "interop_app", "worker",
-		"-P", "solo", "-Q", queue, "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat",
-		"-n", "py-"+queue+"@%h")
-	cmd.Env = append(p.env, extraEnv...)
-	cmd.Dir = "testdata"
-	var logs syncBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				<-done
-			}
-			if t.Failed() {
-				t.Logf("python worker log:\n%s", logs.String())
-			}
-		})
-	}
-	t.Cleanup(stop)
-	kill9 = func() {
-		cmd.Process.Signal(syscall.SIGKILL)
-		<-done
-	}
-	// Wait until the worker consumes (it logs "<name> ready.").
-	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(logs.String(), " ready.") {
-		select {
-		case <-done:
-			t.Fatalf("python worker exited:\n%s", logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("python worker not ready after 60s:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return stop, kill9
+	return interoptest.Worker(t, "testdata", append(p.env[:len(p.env):len(p.env)], extraEnv...), "interop_app", queue)
 }
 
 // sent is one line of interop_send.py / py_send.py.

@@ -10,6 +10,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/celerity-go/celerity/internal/brokertest"
+	"github.com/celerity-go/celerity/internal/interoptest"
 )
 
 // TestWorkerAndCallOverRabbitMQ runs `celerity worker` and `celerity call
@@ -32,7 +33,7 @@ func TestWorkerAndCallOverRabbitMQ(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var wout, werr syncBuffer
+	var wout, werr interoptest.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Run(ctx, []string{"worker", "--broker", url, "--backend", "rpc://", "-c", "2", "-Q", queue},

@@ -12,6 +12,7 @@ import (
 	"github.com/celerity-go/celerity/engine"
 	"github.com/celerity-go/celerity/engine/beat"
 	"github.com/celerity-go/celerity/internal/brokertest"
+	"github.com/celerity-go/celerity/internal/interoptest"
 	"github.com/celerity-go/celerity/transport/redis"
 )
 
@@ -106,7 +107,7 @@ func TestWorkerWithEmbeddedBeatOnMemory(t *testing.T) {
 	schedule := writeSchedule(t, "s.yaml", "tick:\n  task: cli.beat.tick\n  schedule: 0.05\n  args: [1]\n")
 	state := filepath.Join(t.TempDir(), "state.json")
 	r := &runs{}
-	var stderr syncBuffer
+	var stderr interoptest.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan int, 1)
@@ -146,7 +147,7 @@ func TestBeatAndWorkerBOverRedis(t *testing.T) {
 	r := &runs{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var beatErr, workerErr syncBuffer
+	var beatErr, workerErr interoptest.SyncBuffer
 	beatDone, workerDone := make(chan int, 1), make(chan int, 1)
 	go func() {
 		beatDone <- Run(ctx, []string{"beat", "--broker", url, "--schedule", schedule,
@@ -206,7 +207,7 @@ func TestBeatLeaseOnTheBackendsRedis(t *testing.T) {
 	prefix := brokertest.Prefix(t)
 	brokertest.CleanupRedisPrefix(t, url, prefix)
 	schedule := writeSchedule(t, "s.json", `{"tick": {"task": "celerity.noop", "schedule": 60}}`)
-	var out syncBuffer
+	var out interoptest.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/celerity-go/celerity/engine/control"
 	"github.com/celerity-go/celerity/internal/brokertest"
+	"github.com/celerity-go/celerity/internal/interoptest"
 )
 
 func TestCompileRemoteArgs(t *testing.T) {
@@ -176,10 +177,10 @@ func cliRedisURL(t *testing.T) string {
 }
 
 // startCLIWorker runs `celerity worker` with args until the test ends.
-func startCLIWorker(t *testing.T, args ...string) *syncBuffer {
+func startCLIWorker(t *testing.T, args ...string) *interoptest.SyncBuffer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var werr syncBuffer
+	var werr interoptest.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Run(ctx, append([]string{"worker"}, args...), Options{Stdout: io.Discard, Stderr: &werr})
@@ -324,7 +325,7 @@ func TestInspectPingSeesPythonWorker(t *testing.T) {
 				"-n", node, "-Q", queue, "--without-mingle", "--without-gossip")
 			cmd.Dir = dir
 			cmd.Env = append(os.Environ(), "CELERY_BROKER_URL="+url, "CELERY_RESULT_BACKEND="+backend)
-			var log syncBuffer
+			var log interoptest.SyncBuffer
 			cmd.Stdout, cmd.Stderr = &log, &log
 			cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 			if err := cmd.Start(); err != nil {

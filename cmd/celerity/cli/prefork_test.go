@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/celerity-go/celerity/internal/brokertest"
+	"github.com/celerity-go/celerity/internal/interoptest"
 	"github.com/celerity-go/celerity/pool/prefork"
 )
 
@@ -60,7 +61,7 @@ func TestPreforkWorkerOverRedis(t *testing.T) {
 	t.Setenv(childArgsEnv, strings.Join(args, "\x1f"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var werr syncBuffer
+	var werr interoptest.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- Run(ctx, args, Options{Stdout: &werr, Stderr: &werr}) }()
 

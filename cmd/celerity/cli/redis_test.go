@@ -4,30 +4,12 @@ import (
 	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/celerity-go/celerity/internal/brokertest"
+	"github.com/celerity-go/celerity/internal/interoptest"
 )
-
-// syncBuffer is a bytes.Buffer safe for the worker's concurrent log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestWorkerAndCallOverRedis runs `celerity worker` and `celerity call
 // --wait` against the real Redis, isolated by a key prefix.
@@ -39,7 +21,7 @@ func TestWorkerAndCallOverRedis(t *testing.T) {
 	url += "?global_keyprefix=" + prefix
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var wout, werr syncBuffer
+	var wout, werr interoptest.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Run(ctx, []string{"worker", "--broker", url, "--backend", url, "-c", "2", "-Q", "clitest"},
