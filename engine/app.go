@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"path"
 	"sync"
@@ -243,5 +242,3 @@ func (a *App) warnf(msg string, args ...any) { a.log.Warn(msg, args...) }
 // contextBackground is used where the engine writes results on its own
 // behalf (not bound to a caller's context).
 var contextBackground = context.Background()
-
-func fmtDuration(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }

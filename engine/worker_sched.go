@@ -66,13 +66,6 @@ func (q *etaQueue) push(j job, due time.Time) {
 	}
 }
 
-// len returns the number of held tasks.
-func (q *etaQueue) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items.list)
-}
-
 // drain removes and returns every held job.
 func (q *etaQueue) drain() []job {
 	q.mu.Lock()

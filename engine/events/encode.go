@@ -71,15 +71,6 @@ func appendStr(dst []byte, k, v string) []byte {
 	return control.AppendString(appendKey(dst, k), v)
 }
 
-// appendStrOrNull writes null for "".
-func appendStrOrNull(dst []byte, k, v string) []byte {
-	dst = appendKey(dst, k)
-	if v == "" {
-		return append(dst, "null"...)
-	}
-	return control.AppendString(dst, v)
-}
-
 func appendBytesOrNull(dst []byte, k string, v []byte) []byte {
 	dst = appendKey(dst, k)
 	if len(v) == 0 {
