@@ -34,10 +34,13 @@
 // # Limits
 //
 // Soft time limits cancel the task's context (cause
-// timelimit.ErrSoftTimeLimitExceeded). Hard limits fail the task with
-// TimeLimitExceeded and abandon its goroutine, which Go cannot kill: the
-// pool slot goes to a fresh goroutine and the stuck one is reported and
-// left to finish on its own. Only a prefork pool can kill a task.
+// timelimit.ErrSoftTimeLimitExceeded). With the goroutine pool, hard limits
+// fail the task with TimeLimitExceeded and abandon its goroutine, which Go
+// cannot kill: the pool slot goes to a fresh goroutine and the stuck one is
+// reported and left to finish on its own. The prefork pool (WorkerConfig
+// Pool "prefork", worker_prefork.go) runs tasks in child processes of the
+// same binary: there a hard limit kills the child, and max tasks / max
+// memory per child really recycle it.
 //
 // Safe for concurrent use: App, Worker and AsyncResult. A *Task is owned
 // by the handler running it.

@@ -8,8 +8,9 @@
 //     was idle. There is no goroutine, channel send or allocation per job.
 //   - Solo: runs each job in the submitting goroutine (Celery's -P solo).
 //
-// A prefork pool (child processes) is the only way to really kill a task or
-// to free memory a task leaked; it is not in this package yet.
+// Child processes are the only way to really kill a task or to free memory
+// a task leaked: that is pool/prefork, which the engine uses for
+// worker_pool "prefork".
 //
 // # What Go can and cannot do
 //
