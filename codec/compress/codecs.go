@@ -136,13 +136,21 @@ var bzip2Decoders = pool[bzip2Decoder]{new: func() *bzip2Decoder {
 
 func decompressBzip2(dst, src []byte, limit int64) ([]byte, error) {
 	d := bzip2Decoders.get()
-	defer bzip2Decoders.put(d)
-	defer d.in.Reset(nil)
 	d.in.Reset(src)
 	if err := d.r.Reset(&d.in); err != nil {
 		return dst, err
 	}
-	return readBounded(dst, d.r, limit, outputHint(len(src)))
+	dst, err := readBounded(dst, d.r, limit, outputHint(len(src)))
+	d.in.Reset(nil)
+	// dsnet's bzip2 Reader.Reset keeps its run-length decoder, and with it
+	// the output of a block that was not read to the end: a decoder
+	// abandoned mid-stream (an error, a bomb stopped at the limit) would
+	// hand that output to its next user. Only a decoder that reached the
+	// end of its stream goes back to the pool.
+	if err == nil {
+		bzip2Decoders.put(d)
+	}
+	return dst, err
 }
 
 // ---- lzma / xz (encoding; decoding is in xz.go) ----

@@ -237,3 +237,24 @@ func TestBrotliTrailing(t *testing.T) {
 		t.Fatal("trailing bytes accepted")
 	}
 }
+
+// TestDecoderAbandonedMidStreamIsNotReused guards the decoder pools: a
+// decoder left mid-stream (a bomb stopped at the limit) kept buffered output
+// through Reset, and the next body decoded by it came out with that output
+// in front (seen as a run of zero bytes before a bzip2 body).
+func TestDecoderAbandonedMidStreamIsNotReused(t *testing.T) {
+	want := readTestdata(t, "sample.json")
+	for _, c := range all {
+		bomb := readTestdata(t, "bomb."+c.ext)
+		sample := readTestdata(t, "sample."+c.ext)
+		for range 20 {
+			if _, err := c.codec.Decompress(nil, bomb, 1<<20); !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("%s bomb: %v", c.codec.Name, err)
+			}
+			got, err := c.codec.Decompress(nil, sample, 0)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("%s after an abandoned decode: %d bytes, err %v; want the %d-byte sample", c.codec.Name, len(got), err, len(want))
+			}
+		}
+	}
+}
