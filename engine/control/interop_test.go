@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -35,17 +34,11 @@ import (
 
 const redisDB = 9
 
-var vhost struct {
-	once      sync.Once
-	url, name string
-	err       error
-}
+var vhost = brokertest.Vhost{Prefix: "celerity-control-test-"}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if vhost.name != "" {
-		exec.Command("rabbitmqctl", "delete_vhost", vhost.name).Run()
-	}
+	vhost.Delete()
 	if redisUsed.Load() {
 		cleanRedis()
 	}
@@ -114,36 +107,9 @@ func cleanRedis() {
 	}
 }
 
-// amqpURL is the test RabbitMQ in a vhost of this package's own.
 func amqpURL(t *testing.T) string {
 	t.Helper()
-	base := brokertest.AMQPURL(t)
-	vhost.once.Do(func() {
-		vhost.url = base
-		if os.Getenv("CELERITY_TEST_AMQP_URL") != "" {
-			return
-		}
-		if _, err := exec.LookPath("rabbitmqctl"); err != nil {
-			return
-		}
-		name := "celerity-control-test-" + randHex(4)
-		if out, err := exec.Command("rabbitmqctl", "add_vhost", name).CombinedOutput(); err != nil {
-			vhost.err = fmt.Errorf("rabbitmqctl add_vhost: %v: %s", err, out)
-			return
-		}
-		vhost.name = name
-		if out, err := exec.Command("rabbitmqctl", "set_permissions", "-p", name, "guest", ".*", ".*", ".*").CombinedOutput(); err != nil {
-			vhost.err = fmt.Errorf("rabbitmqctl set_permissions: %v: %s", err, out)
-			return
-		}
-		u, _ := url.Parse(base)
-		u.Path = "/" + name
-		vhost.url = u.String()
-	})
-	if vhost.err != nil {
-		t.Fatal(vhost.err)
-	}
-	return vhost.url
+	return vhost.URL(t)
 }
 
 // brokerCase is one broker the interop tests run on.

@@ -73,19 +73,24 @@ func reachable(t testing.TB, env, def, port string) string {
 	return raw
 }
 
+// randomHex returns 8 random hex digits.
+func randomHex() string {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
 // Prefix returns a key/queue-name prefix unique to this test run, such as
 // "ct-TestFoo-1a2b3c4d-", for tests that share a broker.
 func Prefix(t testing.TB) string {
 	t.Helper()
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
 	name := strings.NewReplacer("/", "-", " ", "_").Replace(t.Name())
 	if len(name) > 40 {
 		name = name[:40]
 	}
-	return "ct-" + name + "-" + hex.EncodeToString(b[:]) + "-"
+	return "ct-" + name + "-" + randomHex() + "-"
 }
 
 // Python is the interpreter the Debian python3-celery package installs for.

@@ -2,13 +2,9 @@ package amqp
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -23,10 +19,7 @@ import (
 // is available (and CELERITY_TEST_AMQP_URL is not set), deleted at the
 // end; otherwise in the URL's vhost with queue names unique to each test.
 var (
-	vhostOnce sync.Once
-	vhostURL  string // the URL tests use
-	vhostName string // the vhost created, or ""
-	vhostErr  error
+	vhost = brokertest.Vhost{Prefix: "celerity-amqp-test-"}
 
 	adminOnce sync.Once
 	admin     *Broker // for cleanups
@@ -45,52 +38,15 @@ func TestMain(m *testing.M) {
 	if admin != nil {
 		admin.Close()
 	}
-	if vhostName != "" {
-		exec.Command("rabbitmqctl", "delete_vhost", vhostName).Run()
-	}
+	vhost.Delete()
 	os.Exit(code)
-}
-
-// rabbitmqctl reports whether the local server can be administered.
-func rabbitmqctl() bool {
-	_, err := exec.LookPath("rabbitmqctl")
-	return err == nil
 }
 
 // testURL returns the AMQP URL of the tests' vhost (skipping or failing
 // as brokertest does when RabbitMQ is absent).
 func testURL(t testing.TB) string {
 	t.Helper()
-	base := brokertest.AMQPURL(t)
-	vhostOnce.Do(func() {
-		vhostURL = base
-		if os.Getenv("CELERITY_TEST_AMQP_URL") != "" || !rabbitmqctl() {
-			return
-		}
-		name := "celerity-amqp-test-" + randHex(4)
-		if out, err := exec.Command("rabbitmqctl", "add_vhost", name).CombinedOutput(); err != nil {
-			vhostErr = fmt.Errorf("rabbitmqctl add_vhost: %v: %s", err, out)
-			return
-		}
-		vhostName = name
-		if out, err := exec.Command("rabbitmqctl", "set_permissions", "-p", name, "guest", ".*", ".*", ".*").CombinedOutput(); err != nil {
-			vhostErr = fmt.Errorf("rabbitmqctl set_permissions: %v: %s", err, out)
-			return
-		}
-		u, _ := url.Parse(base)
-		u.Path = "/" + name
-		vhostURL = u.String()
-	})
-	if vhostErr != nil {
-		t.Fatal(vhostErr)
-	}
-	return vhostURL
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
+	return vhost.URL(t)
 }
 
 // adminBroker is a broker shared by the tests for setup and cleanup.
