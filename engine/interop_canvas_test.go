@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -102,16 +101,7 @@ func (e *interopEnv) pyWorker(t *testing.T, queue string) {
 // python runs an interop script and returns its JSON output lines.
 func (e *interopEnv) python(t *testing.T, stdin []byte, args ...string) []map[string]any {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, brokertest.Python, args...)
-	cmd.Dir, cmd.Env, cmd.Stdin = e.dir, e.env, bytes.NewReader(stdin)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("python %v: %v\n%s", args, err, stderr.String())
-	}
+	out := interoptest.Script(t, e.dir, e.env, stdin, 60*time.Second, args...)
 	var lines []map[string]any
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {

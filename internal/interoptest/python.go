@@ -2,6 +2,7 @@ package interoptest
 
 import (
 	"bytes"
+	"context"
 	"os/exec"
 	"sync"
 	"syscall"
@@ -69,4 +70,22 @@ func Worker(t testing.TB, dir string, env []string, app, queue string) (stop, ki
 		<-done
 	}
 	return stop, kill9
+}
+
+// Script runs `python3 args...` (a script and its arguments) in dir with
+// env and stdin, to completion within timeout, and returns its stdout; a
+// failure fails the test with the script's stderr.
+func Script(t testing.TB, dir string, env []string, stdin []byte, timeout time.Duration, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, brokertest.Python, args...)
+	cmd.Env, cmd.Dir, cmd.Stdin = env, dir, bytes.NewReader(stdin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python %v: %v\n%s", args, err, stderr.String())
+	}
+	return out
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -57,19 +56,7 @@ func newPython(t *testing.T, backend string, extra ...string) *python {
 // run runs a Python script to completion and returns its stdout.
 func (p *python) run(t *testing.T, stdin []byte, timeout time.Duration, script string, args ...string) []byte {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, brokertest.Python, append([]string{script}, args...)...)
-	cmd.Env = p.env
-	cmd.Dir = "testdata"
-	cmd.Stdin = bytes.NewReader(stdin)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s %v: %v\n%s", script, args, err, stderr.String())
-	}
-	return out
+	return interoptest.Script(t, "testdata", p.env, stdin, timeout, append([]string{script}, args...)...)
 }
 
 // worker starts `celery worker -P solo` on queue; it is stopped (warm,
