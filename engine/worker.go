@@ -62,6 +62,7 @@ type Worker struct {
 	app      *App
 	cfg      WorkerConfig
 	prefetch int
+	hostname []byte // the node name, for extended result records
 	accept   serializer.Accept
 
 	consumer transport.Consumer
@@ -139,7 +140,7 @@ func (a *App) Worker(cfg WorkerConfig) (*Worker, error) {
 		return nil, fmt.Errorf("engine: config accept_content: %w", err)
 	}
 	w := &Worker{app: a, cfg: cfg, accept: accept, prefetch: cfg.Concurrency * cfg.PrefetchMultiplier,
-		deadline: timelimit.New(10 * time.Millisecond)}
+		hostname: []byte(c.Hostname), deadline: timelimit.New(10 * time.Millisecond)}
 	for _, def := range *a.tasks.Load() {
 		if def.opts.rateLimit == "" {
 			continue

@@ -300,7 +300,7 @@ func (w *Worker) outcome(st *slotState, t *Task, err error) codec.State {
 		w.storeError(st, m, codec.StateFailure, err)
 	}
 	if hasCanvas(t.embed) {
-		typ, mod, args, _ := exceptionOf(err)
+		typ, mod, args, _ := Exception(err)
 		w.afterFailure(t, codec.AppendExceptionJSON(nil, typ, mod, args...))
 	}
 	w.app.log.Info("task failed", "task", t.Name, "id", t.ID, "err", err)
@@ -393,7 +393,7 @@ func (w *Worker) storeError(st *slotState, m *codec.Message, state codec.State, 
 	var exc []byte
 	var tb []byte
 	if err != nil {
-		typ, mod, args, trace := exceptionOf(err)
+		typ, mod, args, trace := Exception(err)
 		exc = codec.AppendExceptionJSON(nil, typ, mod, args...)
 		if trace != "" {
 			tb = []byte(trace)
@@ -412,11 +412,6 @@ func (w *Worker) storeError(st *slotState, m *codec.Message, state codec.State, 
 // Exception returns the Celery exception fields a task error is recorded
 // with: class name, module, args and traceback text.
 func Exception(err error) (typ, module string, args []string, traceback string) {
-	return exceptionOf(err)
-}
-
-// exceptionOf maps an error to Celery's exception fields.
-func exceptionOf(err error) (typ, module string, args []string, traceback string) {
 	var te *TaskError
 	if errors.As(err, &te) {
 		args = make([]string, len(te.Args))
@@ -466,7 +461,7 @@ func (w *Worker) storeResult(ctx context.Context, r *codec.Result, st *slotState
 		t := &st.task
 		r.Extended = true
 		r.Name, r.Args, r.Kwargs = t.msg.Task, t.args, t.kwargs
-		r.Worker = []byte(w.app.cfg.Hostname)
+		r.Worker = w.hostname
 		r.Retries, r.Queue = t.Retries, t.msg.RoutingKey
 	}
 	buf = codec.AppendResultJSON(buf, r)

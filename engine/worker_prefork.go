@@ -92,7 +92,7 @@ func encodeOutcome(dst []byte, t *Task, err error) []byte {
 }
 
 func excOf(err error) *childExc {
-	typ, mod, args, tb := exceptionOf(err)
+	typ, mod, args, tb := Exception(err)
 	return &childExc{Type: typ, Module: mod, Args: args, Traceback: tb}
 }
 
