@@ -46,6 +46,17 @@ type Consumer interface {
 	// for each ETA or rate-limited task it holds and lowers it again when
 	// the task is handed to the pool, as Celery does with basic.qos.
 	SetPrefetch(n int) error
+	// AddQueue starts consuming from queue as well (Celery's add_consumer
+	// control command); a queue already consumed is left as it is. A Fetch
+	// waiting meanwhile sees the new queue's messages.
+	AddQueue(ctx context.Context, queue string) error
+	// CancelQueue stops consuming from queue (cancel_consumer): once it
+	// returns, no more messages are taken from it. Messages taken before
+	// (fetched, or already on their way to this consumer) are still
+	// returned by Fetch and stay the caller's to acknowledge or reject.
+	// Cancelling a queue not consumed does nothing; with every queue
+	// cancelled, Fetch waits for an AddQueue.
+	CancelQueue(ctx context.Context, queue string) error
 	// Close stops the consumer; every message fetched and not yet
 	// acknowledged or rejected is requeued.
 	Close() error

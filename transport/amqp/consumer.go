@@ -2,10 +2,13 @@ package amqp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -33,9 +36,21 @@ func splitTag(t uint64) (gen, tag uint64) { return t >> tagBits, t & (1<<tagBits
 // unacknowledged (flagged Redelivered), and acks or rejects of messages of
 // the lost connection are dropped.
 type Consumer struct {
-	b      *Broker
-	queues []string
-	specs  []Queue
+	b *Broker
+
+	// topo is the queue set wanted, replaced whole under topoMu by AddQueue
+	// and CancelQueue; Fetch applies it to the session (sync). applied
+	// counts the topologies applied and appliedCh is closed (and replaced)
+	// at each, under topoMu.
+	topo      atomic.Pointer[topology]
+	topoMu    sync.Mutex
+	applied   uint64
+	appliedCh chan struct{}
+	change    chan struct{} // signalled when topo changes
+
+	// fetchMu is held by Fetch: whoever holds it owns the session's
+	// deliveries and the Fetch state below.
+	fetchMu sync.Mutex
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -61,15 +76,43 @@ type Consumer struct {
 	parkOffUntil time.Time
 }
 
+// topology is a consumer's queue set. A queue keeps its index for the
+// consumer's life (a cancelled queue added again gets it back), so that a
+// delivery's queue index stays meaningful across changes.
+type topology struct {
+	queues []consumedQueue
+	seq    uint64 // 1 for the first topology, +1 for each change
+}
+
+type consumedQueue struct {
+	spec   Queue
+	active bool
+}
+
 // consSession is one consuming connection and channel.
 type consSession struct {
 	conn       *amqp091.Connection
 	ch         *amqp091.Channel
-	deliveries []<-chan amqp091.Delivery
-	cases      []reflect.SelectCase // deliveries, then dead, closed, ctx, gap timer
+	topo       *topology                 // the topology applied
+	queues     []string                  // queue names by index
+	deliveries []<-chan amqp091.Delivery // by queue index; nil: not consumed
+	tags       []string                  // consumer tags by queue index
+	ntags      int                       // consumer tags issued
+	only       int                       // the one queue consumed, or -1
+	cases      []reflect.SelectCase      // the fixed cases (see case*), then deliveries
 	dead       chan struct{}
 	gen        uint64
 }
+
+// The fixed select cases of consSession.cases; the deliveries follow.
+const (
+	caseDead = iota
+	caseClosed
+	caseCtx
+	caseGap
+	caseChange
+	caseDeliveries
+)
 
 type delivery struct {
 	d amqp091.Delivery
@@ -87,16 +130,32 @@ func (s *consSession) alive() bool {
 
 func newConsumer(b *Broker, queues []string, prefetch int) *Consumer {
 	c := &Consumer{
-		b:        b,
-		queues:   append([]string(nil), queues...),
-		closed:   make(chan struct{}),
-		room:     make(chan struct{}, 1),
-		prefetch: max(prefetch, 0),
+		b:         b,
+		closed:    make(chan struct{}),
+		room:      make(chan struct{}, 1),
+		change:    make(chan struct{}, 1),
+		appliedCh: make(chan struct{}),
+		prefetch:  max(prefetch, 0),
 	}
-	for _, q := range c.queues {
-		c.specs = append(c.specs, TaskQueue(q, b.cfg.maxPriority))
+	t := &topology{seq: 1}
+	for _, q := range queues {
+		if !slices.ContainsFunc(t.queues, func(x consumedQueue) bool { return x.spec.Name == q }) {
+			t.queues = append(t.queues, consumedQueue{spec: TaskQueue(q, b.cfg.maxPriority), active: true})
+		}
 	}
+	c.topo.Store(t)
 	return c
+}
+
+// names returns the names of the queues consumed.
+func (t *topology) names() []string {
+	var out []string
+	for _, q := range t.queues {
+		if q.active {
+			out = append(out, q.spec.Name)
+		}
+	}
+	return out
 }
 
 // connect opens a session and makes it current.
@@ -129,6 +188,7 @@ func (c *Consumer) connect(ctx context.Context) error {
 	if old != nil {
 		old.conn.Close()
 	}
+	c.markApplied(s.topo)
 	c.signalRoom()
 	return nil
 }
@@ -137,19 +197,21 @@ func (c *Consumer) connect(ctx context.Context) error {
 // basic.consume per queue.
 func (c *Consumer) open(ctx context.Context, prefetch int) (*consSession, error) {
 	cfg := &c.b.cfg
+	t := c.topo.Load()
+	names := t.names()
 	conn, err := cfg.dial(ctx, c.b.url, "consumer")
 	if err != nil {
 		return nil, err
 	}
 	fail := func(what string, err error) (*consSession, error) {
 		conn.Close()
-		return nil, fmt.Errorf("amqp: consume %v: %s: %w", c.queues, what, err)
+		return nil, fmt.Errorf("amqp: consume %v: %s: %w", names, what, err)
 	}
 	ch, err := conn.Channel()
 	if err != nil {
 		return fail("open channel", err)
 	}
-	s := &consSession{conn: conn, ch: ch, dead: make(chan struct{})}
+	s := &consSession{conn: conn, ch: ch, dead: make(chan struct{}), topo: t, only: -1}
 	connClosed := conn.NotifyClose(make(chan *amqp091.Error, 1))
 	chClosed := ch.NotifyClose(make(chan *amqp091.Error, 1))
 	go func() {
@@ -159,18 +221,28 @@ func (c *Consumer) open(ctx context.Context, prefetch int) (*consSession, error)
 		case why = <-chClosed:
 		}
 		if why != nil {
-			cfg.log.Warn("amqp: consumer connection lost", "queues", c.queues, "code", why.Code, "reason", why.Reason)
+			cfg.log.Warn("amqp: consumer connection lost", "queues", names, "code", why.Code, "reason", why.Reason)
 		}
 		close(s.dead)
 		conn.Close()
 	}()
-	backlog := make([]int, len(c.specs))
-	for i, q := range c.specs {
-		n, err := declareQueue(ch, q)
+	nq := len(t.queues)
+	s.queues = make([]string, nq)
+	s.deliveries = make([]<-chan amqp091.Delivery, nq)
+	s.tags = make([]string, nq)
+	backlog := make([]int, nq)
+	var order []int
+	for i, q := range t.queues {
+		s.queues[i] = q.spec.Name
+		if !q.active {
+			continue
+		}
+		n, err := declareQueue(ch, q.spec)
 		if err != nil {
 			return fail("declare", err)
 		}
 		backlog[i] = n
+		order = append(order, i)
 	}
 	// With several queues, the first consumer would get its whole backlog
 	// before the next one is registered. So deliveries are held (prefetch
@@ -179,40 +251,193 @@ func (c *Consumer) open(ctx context.Context, prefetch int) (*consSession, error)
 	// delivery let through meanwhile comes from the queue least likely to
 	// be served otherwise.
 	first := prefetch
-	if len(c.queues) > 1 && prefetch != 1 {
+	if len(order) > 1 && prefetch != 1 {
 		first = 1
 	}
 	if err := ch.Qos(first, 0, true); err != nil {
 		return fail("basic.qos", err)
 	}
-	order := make([]int, len(c.queues))
-	for i := range order {
-		order[i] = i
-	}
 	slices.SortStableFunc(order, func(a, b int) int { return backlog[a] - backlog[b] })
-	s.deliveries = make([]<-chan amqp091.Delivery, len(c.queues))
 	for _, i := range order {
-		d, err := ch.Consume(c.queues[i], "", false, false, false, false, nil)
-		if err != nil {
+		if err := s.consume(i); err != nil {
 			return fail("basic.consume", err)
 		}
-		s.deliveries[i] = d
-	}
-	for _, d := range s.deliveries {
-		s.cases = append(s.cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(d)})
 	}
 	if first != prefetch {
 		if err := ch.Qos(prefetch, 0, true); err != nil {
 			return fail("basic.qos", err)
 		}
 	}
-	s.cases = append(s.cases,
-		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.dead)},
-		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c.closed)},
-		reflect.SelectCase{Dir: reflect.SelectRecv}, // ctx.Done(), set per wait
-		reflect.SelectCase{Dir: reflect.SelectRecv}, // gap timer, set per wait
-	)
+	s.cases = make([]reflect.SelectCase, caseDeliveries, caseDeliveries+nq)
+	for i := range s.cases {
+		s.cases[i].Dir = reflect.SelectRecv
+	}
+	s.cases[caseDead].Chan = reflect.ValueOf(s.dead)
+	s.cases[caseClosed].Chan = reflect.ValueOf(c.closed)
+	s.cases[caseChange].Chan = reflect.ValueOf(c.change)
+	s.casesChanged()
 	return s, nil
+}
+
+// consume starts a basic.consume of queue i under a consumer tag of its
+// own (basic.cancel needs it).
+func (s *consSession) consume(i int) error {
+	s.ntags++
+	tag := "celerity." + strconv.Itoa(i) + "." + strconv.Itoa(s.ntags)
+	d, err := s.ch.Consume(s.queues[i], tag, false, false, false, false, nil)
+	if err != nil {
+		return err
+	}
+	s.deliveries[i], s.tags[i] = d, tag
+	return nil
+}
+
+// casesChanged rebuilds the delivery select cases and s.only after
+// s.deliveries changed.
+func (s *consSession) casesChanged() {
+	s.cases = s.cases[:caseDeliveries]
+	s.only = -1
+	n := 0
+	for i, d := range s.deliveries {
+		c := reflect.SelectCase{Dir: reflect.SelectRecv}
+		if d != nil {
+			c.Chan = reflect.ValueOf(d)
+			s.only = i
+			n++
+		}
+		s.cases = append(s.cases, c)
+	}
+	if n != 1 {
+		s.only = -1
+	}
+}
+
+// sync applies the wanted topology to s: basic.consume for queues added,
+// basic.cancel for queues cancelled. The deliveries of a cancelled queue
+// that were already on their way are kept (stashed) and handed out as
+// usual. The caller holds fetchMu. An error leaves the session broken;
+// the caller closes it, and the next session opens with the wanted
+// topology.
+func (c *Consumer) sync(s *consSession) error {
+	t := c.topo.Load()
+	if t == s.topo {
+		return nil
+	}
+	if c.stashGen != s.gen {
+		clear(c.stash)
+		c.stash, c.expect, c.stashGen = c.stash[:0], 1, s.gen
+	}
+	for i, q := range t.queues {
+		if i == len(s.deliveries) {
+			s.queues = append(s.queues, q.spec.Name)
+			s.deliveries = append(s.deliveries, nil)
+			s.tags = append(s.tags, "")
+		}
+		switch {
+		case q.active && s.deliveries[i] == nil:
+			if _, err := declareQueue(s.ch, q.spec); err != nil {
+				return err
+			}
+			if err := s.consume(i); err != nil {
+				return err
+			}
+		case !q.active && s.deliveries[i] != nil:
+			// basic.cancel waits for cancel-ok; amqp091-go then closes
+			// the delivery channel after what it had buffered.
+			if err := s.ch.Cancel(s.tags[i], false); err != nil {
+				return err
+			}
+			for d := range s.deliveries[i] {
+				c.stash = append(c.stash, delivery{d, i})
+			}
+			s.deliveries[i], s.tags[i] = nil, ""
+		}
+	}
+	s.topo = t
+	s.casesChanged()
+	c.markApplied(t)
+	return nil
+}
+
+// markApplied records that topology t is in effect.
+func (c *Consumer) markApplied(t *topology) {
+	c.topoMu.Lock()
+	if t.seq > c.applied {
+		c.applied = t.seq
+		close(c.appliedCh)
+		c.appliedCh = make(chan struct{})
+	}
+	c.topoMu.Unlock()
+}
+
+// AddQueue implements transport.Consumer: the queue is declared as Celery
+// declares task queues (an error here is AddQueue's), then consumed.
+// AddQueue returns once Fetch applied the change, or ctx ends.
+func (c *Consumer) AddQueue(ctx context.Context, name string) error {
+	if name == "" {
+		return errors.New("amqp: add queue: empty name")
+	}
+	spec := TaskQueue(name, c.b.cfg.maxPriority)
+	if err := c.b.Declare(ctx, spec); err != nil {
+		return fmt.Errorf("amqp: add queue %s: %w", name, err)
+	}
+	return c.changeTopology(ctx, consumedQueue{spec: spec, active: true})
+}
+
+// CancelQueue implements transport.Consumer: basic.cancel of the queue's
+// consumer. It returns once the cancel is done (deliveries already on
+// their way are kept for Fetch), or ctx ends.
+func (c *Consumer) CancelQueue(ctx context.Context, name string) error {
+	return c.changeTopology(ctx, consumedQueue{spec: Queue{Name: name}, active: false})
+}
+
+// changeTopology sets a queue active or not and waits until the change is
+// applied: by this goroutine when no Fetch is running, else by Fetch.
+func (c *Consumer) changeTopology(ctx context.Context, q consumedQueue) error {
+	c.topoMu.Lock()
+	old := c.topo.Load()
+	i := slices.IndexFunc(old.queues, func(x consumedQueue) bool { return x.spec.Name == q.spec.Name })
+	if (i < 0 && !q.active) || (i >= 0 && old.queues[i].active == q.active) {
+		c.topoMu.Unlock()
+		return nil // nothing to change
+	}
+	t := &topology{queues: slices.Clone(old.queues), seq: old.seq + 1}
+	if i < 0 {
+		t.queues = append(t.queues, q)
+	} else {
+		t.queues[i].active = q.active
+	}
+	c.topo.Store(t)
+	c.topoMu.Unlock()
+	select {
+	case c.change <- struct{}{}:
+	default:
+	}
+	if c.fetchMu.TryLock() { // no Fetch running: apply the change here
+		s := c.current()
+		if s == nil || !s.alive() {
+			c.markApplied(t) // nothing is consumed; the next session opens with t
+		} else if err := c.sync(s); err != nil {
+			s.conn.Close()
+			c.markApplied(t)
+		}
+		c.fetchMu.Unlock()
+	}
+	for {
+		c.topoMu.Lock()
+		done, wait := c.applied >= t.seq, c.appliedCh
+		c.topoMu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.closed:
+			return ErrClosed
+		}
+	}
 }
 
 // reconnect replaces a dead session, retrying with backoff until ctx ends
@@ -225,13 +450,13 @@ func (c *Consumer) reconnect(ctx context.Context) error {
 		err := c.connect(ctx)
 		if err == nil {
 			if c.fails > 0 {
-				c.b.cfg.log.Info("amqp: consumer reconnected", "queues", c.queues, "attempts", c.fails)
+				c.b.cfg.log.Info("amqp: consumer reconnected", "queues", c.topo.Load().names(), "attempts", c.fails)
 			}
 			c.fails = 0
 			return nil
 		}
 		c.fails++
-		c.b.cfg.log.Warn("amqp: consumer reconnect failed", "queues", c.queues, "attempt", c.fails, "err", err)
+		c.b.cfg.log.Warn("amqp: consumer reconnect failed", "queues", c.topo.Load().names(), "attempt", c.fails, "err", err)
 		if ctx.Err() != nil {
 			break
 		}
@@ -277,6 +502,8 @@ func (c *Consumer) Fetch(ctx context.Context, dst []*codec.Message) (int, error)
 	if len(dst) == 0 {
 		return 0, nil
 	}
+	c.fetchMu.Lock()
+	defer c.fetchMu.Unlock()
 	for {
 		select {
 		case <-c.closed:
@@ -293,10 +520,17 @@ func (c *Consumer) Fetch(ctx context.Context, dst []*codec.Message) (int, error)
 			}
 			continue
 		}
+		if err := c.sync(s); err != nil {
+			c.b.cfg.log.Warn("amqp: consumer could not change its queues; reconnecting", "queues", c.topo.Load().names(), "err", err)
+			s.conn.Close()
+			c.markApplied(c.topo.Load())
+			continue
+		}
 		room := c.roomFor(len(dst))
 		if room == 0 {
 			select {
 			case <-c.room:
+			case <-c.change:
 			case <-s.dead:
 			case <-ctx.Done():
 			case <-c.closed:
@@ -394,6 +628,9 @@ func (c *Consumer) take(s *consSession, limit int) {
 		progress = false
 		for j := range nq {
 			q := (c.rr + j) % nq
+			if s.deliveries[q] == nil {
+				continue
+			}
 			select {
 			case d, ok := <-s.deliveries[q]:
 				if !ok {
@@ -414,38 +651,38 @@ func (c *Consumer) take(s *consSession, limit int) {
 // wait blocks for one delivery; ok is false if ctx ended, the session or
 // consumer closed or gap fired (timedOut) first.
 func (c *Consumer) wait(ctx context.Context, s *consSession, gap <-chan time.Time) (d amqp091.Delivery, q int, ok, timedOut bool) {
-	if len(s.deliveries) == 1 {
+	if q := s.only; q >= 0 {
 		select {
-		case d, ok := <-s.deliveries[0]:
+		case d, ok := <-s.deliveries[q]:
 			if !ok {
-				c.lost(s, 0)
+				c.lost(s, q)
 			}
-			return d, 0, ok, false
+			return d, q, ok, false
 		case <-gap:
 			return d, 0, false, true
+		case <-c.change:
 		case <-s.dead:
 		case <-c.closed:
 		case <-ctx.Done():
 		}
 		return d, 0, false, false
 	}
-	nq := len(s.deliveries)
-	s.cases[nq+2].Chan = reflect.ValueOf(ctx.Done())
+	s.cases[caseCtx].Chan = reflect.ValueOf(ctx.Done())
 	if gap != nil {
-		s.cases[nq+3].Chan = reflect.ValueOf(gap)
+		s.cases[caseGap].Chan = reflect.ValueOf(gap)
 	}
 	chosen, v, recvOK := reflect.Select(s.cases)
-	s.cases[nq+2].Chan, s.cases[nq+3].Chan = reflect.Value{}, reflect.Value{}
+	s.cases[caseCtx].Chan, s.cases[caseGap].Chan = reflect.Value{}, reflect.Value{}
 	switch {
-	case chosen == nq+3:
+	case chosen == caseGap:
 		return d, 0, false, true
-	case chosen >= nq:
+	case chosen < caseDeliveries:
 		return d, 0, false, false
 	case !recvOK:
-		c.lost(s, chosen)
+		c.lost(s, chosen-caseDeliveries)
 		return d, 0, false, false
 	}
-	return v.Interface().(amqp091.Delivery), chosen, true, false
+	return v.Interface().(amqp091.Delivery), chosen - caseDeliveries, true, false
 }
 
 // lost handles a delivery channel that closed: the channel died, or the
@@ -458,7 +695,7 @@ func (c *Consumer) lost(s *consSession, q int) {
 	default:
 	}
 	if s.alive() {
-		c.b.cfg.log.Warn("amqp: consumer cancelled by the server; reconnecting", "queue", c.queues[q])
+		c.b.cfg.log.Warn("amqp: consumer cancelled by the server; reconnecting", "queue", s.queues[q])
 	}
 	s.conn.Close()
 }
@@ -485,7 +722,7 @@ func (c *Consumer) process(s *consSession, dst []*codec.Message) int {
 		m.Redelivered = m.Redelivered || d.Redelivered
 		m.Tag = s.gen<<tagBits | d.DeliveryTag
 		if wait, ok := c.parkable(m, now); ok {
-			c.parked = append(c.parked, parkItem{d: *d, queue: c.queues[it.q], wait: wait})
+			c.parked = append(c.parked, parkItem{d: *d, queue: s.queues[it.q], wait: wait})
 			codec.ReleaseMessage(m)
 			continue
 		}
@@ -531,7 +768,7 @@ func (c *Consumer) rejectGarbage(s *consSession, d *amqp091.Delivery, q int, why
 		body = body[:show]
 	}
 	c.b.cfg.log.Error("amqp: rejecting a message that is not a Celery task (no requeue)",
-		"queue", c.queues[q], "delivery_tag", d.DeliveryTag, "correlation_id", d.CorrelationId,
+		"queue", s.queues[q], "delivery_tag", d.DeliveryTag, "correlation_id", d.CorrelationId,
 		"content_type", d.ContentType, "err", why, "body_prefix", string(body))
 	c.mu.Lock()
 	defer c.mu.Unlock()

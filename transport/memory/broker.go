@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -169,7 +170,7 @@ func (b *Broker) Close() error {
 // Consumer takes messages from a Broker's queues. See transport.Consumer.
 type Consumer struct {
 	b      *Broker
-	queues []*queue      // sorted by name: the order their mutexes are taken in
+	queues []*queue      // sorted by name: the order their mutexes are taken in; under mu
 	wake   chan struct{} // a queue got a message
 	acked  chan struct{} // an ack made room in the prefetch window
 
@@ -315,13 +316,51 @@ func (c *Consumer) untrack(m *codec.Message) bool {
 
 // unwait removes c from its queues' waiters.
 func (c *Consumer) unwait() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, q := range c.queues {
-		q.mu.Lock()
-		if i := slices.Index(q.waiters, c); i >= 0 {
-			q.waiters = slices.Delete(q.waiters, i, i+1)
-		}
-		q.mu.Unlock()
+		q.unwait(c)
 	}
+}
+
+// unwait removes c from q's waiters.
+func (q *queue) unwait(c *Consumer) {
+	q.mu.Lock()
+	if i := slices.Index(q.waiters, c); i >= 0 {
+		q.waiters = slices.Delete(q.waiters, i, i+1)
+	}
+	q.mu.Unlock()
+}
+
+// AddQueue implements transport.Consumer.
+func (c *Consumer) AddQueue(_ context.Context, name string) error {
+	if name == "" {
+		return errors.New("memory: add queue: empty name")
+	}
+	q := c.b.queue([]byte(name))
+	c.mu.Lock()
+	i, found := slices.BinarySearchFunc(c.queues, name, func(q *queue, name string) int { return strings.Compare(q.name, name) })
+	if !found {
+		c.queues = slices.Insert(c.queues, i, q)
+	}
+	c.mu.Unlock()
+	c.notify() // a waiting Fetch looks again, at the new queue too
+	return nil
+}
+
+// CancelQueue implements transport.Consumer.
+func (c *Consumer) CancelQueue(_ context.Context, name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := slices.IndexFunc(c.queues, func(q *queue) bool { return q.name == name })
+	if i < 0 {
+		return nil
+	}
+	q := c.queues[i]
+	c.queues = slices.Delete(c.queues, i, i+1)
+	c.next = 0
+	q.unwait(c)
+	return nil
 }
 
 // SetPrefetch implements transport.Consumer.

@@ -59,13 +59,17 @@ const watchTimeout = 5 // seconds
 // Fetched messages carry, in Tag, this consumer's handle for them; callers
 // must not change Tag or DeliveryTag.
 type Consumer struct {
-	b     *Broker
-	names []string   // queue names, in configured order
-	qjson []string   // JSON-quoted names
-	lists [][]string // lists[q][bucket]: prefixed list keys
-	rr    bool       // round robin between queues
-	id    string     // random: names tagless envelopes, mutex tokens
-	nqStr string     // decimal of len(names)
+	b  *Broker
+	rr bool   // round robin between queues
+	id string // random: names tagless envelopes, mutex tokens
+
+	// queues is the queue set, replaced whole by AddQueue and CancelQueue
+	// (under queuesMu); the fetcher loads it once per fetch. scriptMu is
+	// held by the fetcher while its script runs, so that CancelQueue can
+	// wait for a fetch that still used the old set.
+	queues   atomic.Pointer[queueSet]
+	queuesMu sync.Mutex
+	scriptMu sync.Mutex
 
 	// The fetcher's own state.
 	next           int // round-robin start
@@ -98,7 +102,6 @@ type Consumer struct {
 	ready   chan struct{} // the fetcher buffered envelopes
 	wake    chan struct{} // a watcher saw a list become non-empty
 	waiting atomic.Bool   // the fetcher found nothing and wants watchers
-	arms    []chan struct{}
 
 	closed   atomic.Bool
 	done     chan struct{}
@@ -107,6 +110,36 @@ type Consumer struct {
 	wg       sync.WaitGroup
 	closeErr error
 	once     sync.Once
+}
+
+// queueSet is the queues a consumer reads, in its order. It is never
+// changed once published: AddQueue and CancelQueue publish a new one.
+type queueSet struct {
+	queues []consumedQueue
+	nqStr  string // decimal of len(queues)
+}
+
+// consumedQueue is one queue of a queueSet.
+type consumedQueue struct {
+	name     string
+	qjson    string     // JSON-quoted name, for the fetch script
+	lists    []string   // prefixed list keys, one per priority bucket
+	watchers []*watcher // one per list
+}
+
+// watcher wakes the fetcher when its list gets a message (see watch).
+type watcher struct {
+	key  string
+	arm  chan struct{} // the fetcher wants to know
+	stop chan struct{} // closed when the queue is cancelled
+}
+
+func (qs *queueSet) names() []string {
+	out := make([]string, len(qs.queues))
+	for i := range qs.queues {
+		out[i] = qs.queues[i].name
+	}
+	return out
 }
 
 // slot is one message handed to the caller and not yet acknowledged.
@@ -149,37 +182,27 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (tr
 	var idb [8]byte
 	_, _ = rand.Read(idb[:])
 	c := &Consumer{
-		b: b, names: names, rr: b.cfg.queueOrder == "round_robin" && len(names) > 1,
-		id: hex.EncodeToString(idb[:]), prefetch: prefetch, nqStr: strconv.Itoa(len(names)),
+		b: b, rr: b.cfg.queueOrder == "round_robin",
+		id: hex.EncodeToString(idb[:]), prefetch: prefetch,
 		room: make(chan struct{}, 1), ready: make(chan struct{}, 1), wake: make(chan struct{}, 1),
 		done: make(chan struct{}), ackKick: make(chan struct{}, 1),
 	}
+	qs := &queueSet{}
 	for _, q := range names {
-		if q == "" {
-			return nil, errors.New("redis: consume: empty queue name")
-		}
-		quoted, err := json.Marshal(q)
+		cq, err := c.newQueue(q)
 		if err != nil {
-			return nil, fmt.Errorf("redis: consume: queue name %q: %w", q, err)
+			return nil, err
 		}
-		c.qjson = append(c.qjson, string(quoted))
-		c.lists = append(c.lists, b.listKeys([]byte(q)))
+		qs.queues = append(qs.queues, cq)
 	}
-	err := b.doAll(ctx, "declare bindings", len(names), func(i int) rueidis.Completed {
-		q := names[i]
-		return b.client.B().Sadd().Key(b.cfg.keyPrefix + "_kombu.binding." + q).Member(q + Sep + Sep + q).Build()
-	})
-	if err != nil {
+	if err := c.declare(ctx, names...); err != nil {
 		return nil, err
 	}
+	qs.nqStr = strconv.Itoa(len(qs.queues))
+	c.queues.Store(qs)
 	c.bg, c.cancelBg = context.WithCancel(context.Background())
-	for bk := range b.cfg.prioritySteps {
-		for q := range names {
-			arm := make(chan struct{}, 1)
-			c.arms = append(c.arms, arm)
-			c.wg.Add(1)
-			go c.watch(c.lists[q][bk], arm)
-		}
+	for i := range qs.queues {
+		c.startWatchers(&qs.queues[i])
 	}
 	c.wg.Add(4)
 	go c.fetcher()
@@ -193,8 +216,96 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (tr
 	return c, nil
 }
 
+// newQueue prepares queue name for the queue set (its watchers are not
+// started yet).
+func (c *Consumer) newQueue(name string) (consumedQueue, error) {
+	if name == "" {
+		return consumedQueue{}, errors.New("redis: consume: empty queue name")
+	}
+	quoted, err := json.Marshal(name)
+	if err != nil {
+		return consumedQueue{}, fmt.Errorf("redis: consume: queue name %q: %w", name, err)
+	}
+	cq := consumedQueue{name: name, qjson: string(quoted), lists: c.b.listKeys([]byte(name))}
+	for _, key := range cq.lists {
+		cq.watchers = append(cq.watchers, &watcher{key: key, arm: make(chan struct{}, 1), stop: make(chan struct{})})
+	}
+	return cq, nil
+}
+
+// declare records each queue in kombu's binding set of the exchange of
+// the same name, as a kombu worker's queue declaration does.
+func (c *Consumer) declare(ctx context.Context, names ...string) error {
+	b := c.b
+	return b.doAll(ctx, "declare bindings", len(names), func(i int) rueidis.Completed {
+		q := names[i]
+		return b.client.B().Sadd().Key(b.cfg.keyPrefix + "_kombu.binding." + q).Member(q + Sep + Sep + q).Build()
+	})
+}
+
+func (c *Consumer) startWatchers(q *consumedQueue) {
+	for _, w := range q.watchers {
+		c.wg.Add(1)
+		go c.watch(w)
+	}
+}
+
 // Queues returns the queues this consumer reads, in its order.
-func (c *Consumer) Queues() []string { return slices.Clone(c.names) }
+func (c *Consumer) Queues() []string { return c.queues.Load().names() }
+
+// AddQueue implements transport.Consumer: the queue joins the fetch script's
+// list (at the end, or in name order with the "sorted" queue order) and
+// gets its watchers.
+func (c *Consumer) AddQueue(ctx context.Context, name string) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	c.queuesMu.Lock()
+	defer c.queuesMu.Unlock()
+	old := c.queues.Load()
+	if slices.ContainsFunc(old.queues, func(q consumedQueue) bool { return q.name == name }) {
+		return nil
+	}
+	cq, err := c.newQueue(name)
+	if err != nil {
+		return err
+	}
+	if err := c.declare(ctx, name); err != nil {
+		return err
+	}
+	qs := &queueSet{queues: append(slices.Clip(old.queues), cq)}
+	if c.b.cfg.queueOrder == "sorted" {
+		slices.SortStableFunc(qs.queues, func(a, b consumedQueue) int { return strings.Compare(a.name, b.name) })
+	}
+	qs.nqStr = strconv.Itoa(len(qs.queues))
+	c.queues.Store(qs)
+	c.startWatchers(&qs.queues[len(qs.queues)-1])
+	c.notify() // the fetcher may be waiting for watchers that did not watch this queue
+	return nil
+}
+
+// CancelQueue implements transport.Consumer: the queue leaves the fetch
+// script's list, its watchers stop, and CancelQueue waits for a fetch
+// still running with the old list. Envelopes already buffered from the
+// queue are handed out by Fetch as usual.
+func (c *Consumer) CancelQueue(_ context.Context, name string) error {
+	c.queuesMu.Lock()
+	defer c.queuesMu.Unlock()
+	old := c.queues.Load()
+	i := slices.IndexFunc(old.queues, func(q consumedQueue) bool { return q.name == name })
+	if i < 0 {
+		return nil
+	}
+	qs := &queueSet{queues: slices.Delete(slices.Clone(old.queues), i, i+1)}
+	qs.nqStr = strconv.Itoa(len(qs.queues))
+	c.queues.Store(qs)
+	for _, w := range old.queues[i].watchers {
+		close(w.stop)
+	}
+	c.scriptMu.Lock() // a fetch that loaded the old set has finished
+	c.scriptMu.Unlock()
+	return nil
+}
 
 // Fetch implements transport.Consumer: it hands out up to len(dst)
 // envelopes the fetcher has buffered, decoded, waiting (without polling)
@@ -253,7 +364,7 @@ func (c *Consumer) takeBuffered(dst []*codec.Message) (n, took int, err error) {
 			codec.ReleaseMessage(m)
 			garbage = append(garbage, r.tag)
 			c.b.log.Error("redis: dropping a message that does not decode", "err", err,
-				"queues", c.names, "message", truncate(r.env, 512))
+				"queues", c.Queues(), "message", truncate(r.env, 512))
 			r.env = ""
 			continue
 		}
@@ -311,7 +422,7 @@ func (c *Consumer) fetcher() {
 			if c.closed.Load() {
 				return
 			}
-			c.b.log.Warn("redis: fetch failed", "queues", c.names, "err", err, "retry_in", backoff)
+			c.b.log.Warn("redis: fetch failed", "queues", c.Queues(), "err", err, "retry_in", backoff)
 			if !sleep(c.done, backoff) {
 				return
 			}
@@ -329,10 +440,12 @@ func (c *Consumer) fetcher() {
 		}
 		// Nothing to fetch: let the watchers tell us when there is.
 		c.waiting.Store(true)
-		for _, a := range c.arms {
-			select {
-			case a <- struct{}{}:
-			default:
+		for _, q := range c.queues.Load().queues {
+			for _, w := range q.watchers {
+				select {
+				case w.arm <- struct{}{}:
+				default:
+				}
 			}
 		}
 		select {
@@ -351,11 +464,20 @@ func (c *Consumer) fetchOnce(want int) (int, error) {
 	if err := c.recoverLost(); err != nil {
 		return 0, err
 	}
-	nq := len(c.names)
+	c.scriptMu.Lock()
+	defer c.scriptMu.Unlock()
+	qs := c.queues.Load()
+	nq := len(qs.queues)
+	if nq == 0 {
+		return 0, nil // every queue cancelled: wait for AddQueue's wake-up
+	}
+	if c.next >= nq {
+		c.next = 0
+	}
 	keys := append(c.keyBuf[:0], b.unackedIndex, b.unacked)
 	for bk := range b.cfg.prioritySteps {
 		for k := range nq {
-			keys = append(keys, c.lists[(c.next+k)%nq][bk])
+			keys = append(keys, qs.queues[(c.next+k)%nq].lists[bk])
 		}
 	}
 	if want != c.nLast || c.nStr == "" {
@@ -367,12 +489,12 @@ func (c *Consumer) fetchOnce(want int) (int, error) {
 	c.scoreBuf = strconv.AppendFloat(c.scoreBuf[:0], float64(time.Now().UnixMicro())/1e6, 'f', 6, 64)
 	score := unsafeconv.String(c.scoreBuf)
 	rr := "0"
-	if c.rr {
+	if c.rr && nq > 1 {
 		rr = "1"
 	}
-	args := append(c.argBuf[:0], c.nStr, score, c.id, c.nqStr, rr)
+	args := append(c.argBuf[:0], c.nStr, score, c.id, qs.nqStr, rr)
 	for k := range nq {
-		args = append(args, c.qjson[(c.next+k)%nq])
+		args = append(args, qs.queues[(c.next+k)%nq].qjson)
 	}
 	c.ackMu.Lock()
 	acks := c.acks
@@ -409,7 +531,7 @@ func (c *Consumer) fetchOnce(want int) (int, error) {
 	if len(arr) == 0 {
 		return 0, nil
 	}
-	if c.rr {
+	if c.rr && nq > 1 {
 		c.next = (c.next + 1) % nq
 	}
 	c.mu.Lock()
@@ -710,19 +832,22 @@ func (c *Consumer) Close() error {
 // then moves its newest element onto itself, which leaves the list as it
 // was (a message is never taken out of the list by a watcher, so a crash
 // cannot lose it). Each arming (Fetch found nothing) wakes Fetch once.
-func (c *Consumer) watch(key string, arm <-chan struct{}) {
+func (c *Consumer) watch(w *watcher) {
 	defer c.wg.Done()
 	b := c.b
+	key := w.key
 	backoff := 10 * time.Millisecond
 	for {
 		select {
-		case <-arm:
+		case <-w.arm:
+		case <-w.stop:
+			return
 		case <-c.done:
 			return
 		}
 		for c.waiting.Load() {
 			err := b.client.Do(c.bg, b.client.B().Blmove().Source(key).Destination(key).Left().Left().Timeout(watchTimeout).Build()).Error()
-			if c.closed.Load() {
+			if c.closed.Load() || isClosed(w.stop) {
 				return
 			}
 			if rueidis.IsRedisNil(err) {
@@ -741,6 +866,15 @@ func (c *Consumer) watch(key string, arm <-chan struct{}) {
 			c.notify()
 			break
 		}
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 

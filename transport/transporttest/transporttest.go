@@ -147,6 +147,9 @@ func RunBroker(t *testing.T, h Harness) {
 	t.Run("SeveralQueuesAreAllServed", func(t *testing.T) { testFairness(t, h) })
 	t.Run("FetchHonoursContext", func(t *testing.T) { testFetchContext(t, h) })
 	t.Run("ConcurrentConsumersGetEachMessageOnce", func(t *testing.T) { testConcurrent(t, h) })
+	t.Run("QueuesAddedAndCancelled", func(t *testing.T) { testQueueChanges(t, h) })
+	t.Run("CancelledQueueMessagesStaySettleable", func(t *testing.T) { testCancelSettle(t, h) })
+	t.Run("CancelLosesNothing", func(t *testing.T) { testCancelLosesNothing(t, h) })
 }
 
 func testFIFO(t *testing.T, h Harness) {
@@ -442,6 +445,185 @@ func testConcurrent(t *testing.T, h Harness) {
 	cw.Wait()
 	if len(seen) != n {
 		t.Fatalf("consumers saw %d distinct messages, want %d", len(seen), n)
+	}
+	for id, k := range seen {
+		if k != 1 {
+			t.Fatalf("%s delivered %d times", id, k)
+		}
+	}
+}
+
+// testQueueChanges: AddQueue wakes a waiting Fetch with the new queue's
+// messages; after CancelQueue nothing more is taken from the queue (another
+// consumer gets it); with every queue cancelled Fetch waits, and AddQueue
+// brings a cancelled queue back.
+func testQueueChanges(t *testing.T, h Harness) {
+	b := h.NewBroker(t)
+	qa, qb := h.queue(t, "change-a"), h.queue(t, "change-b")
+	ctx := context.Background()
+	c := consume(t, b, 0, qa)
+	publish(t, b, NewMessage(qb, "b-1", 0))
+	fetchNone(t, c, 200*time.Millisecond)
+
+	// A Fetch waiting on qa alone returns b-1 once qb is added.
+	fetched := make(chan []*codec.Message, 1)
+	go func() {
+		fctx, cancel := context.WithTimeout(ctx, h.wait())
+		defer cancel()
+		buf := make([]*codec.Message, 4)
+		n, err := c.Fetch(fctx, buf)
+		if err != nil {
+			t.Errorf("fetch after AddQueue: %v", err)
+		}
+		fetched <- buf[:n]
+	}()
+	time.Sleep(50 * time.Millisecond) // let Fetch start waiting (a race here only weakens the test)
+	if err := c.AddQueue(ctx, qb); err != nil {
+		t.Fatalf("AddQueue: %v", err)
+	}
+	if err := c.AddQueue(ctx, qb); err != nil {
+		t.Fatalf("AddQueue of a consumed queue: %v", err)
+	}
+	got := <-fetched
+	if !slices.Equal(ids(got), []string{"b-1"}) {
+		t.Fatalf("after AddQueue fetched %v, want [b-1]", ids(got))
+	}
+	if err := c.Ack(got...); err != nil {
+		t.Fatal(err)
+	}
+	release(got)
+
+	if err := c.CancelQueue(ctx, qa); err != nil {
+		t.Fatalf("CancelQueue: %v", err)
+	}
+	if err := c.CancelQueue(ctx, qa); err != nil {
+		t.Fatalf("CancelQueue of a cancelled queue: %v", err)
+	}
+	publish(t, b, NewMessage(qa, "a-1", 0), NewMessage(qb, "b-2", 0))
+	got = fetchN(t, c, 1, h.wait())
+	if !slices.Equal(ids(got), []string{"b-2"}) {
+		t.Fatalf("after cancelling %s fetched %v, want [b-2]", qa, ids(got))
+	}
+	if err := c.Ack(got...); err != nil {
+		t.Fatal(err)
+	}
+	release(got)
+	fetchNone(t, c, 300*time.Millisecond)
+
+	// Every queue cancelled: Fetch waits; a-1 went to nobody.
+	if err := c.CancelQueue(ctx, qb); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b, NewMessage(qb, "b-3", 0))
+	fetchNone(t, c, 300*time.Millisecond)
+	other := consume(t, b, 0, qa)
+	got = fetchN(t, other, 1, h.wait())
+	if !slices.Equal(ids(got), []string{"a-1"}) {
+		t.Fatalf("a second consumer of the cancelled queue fetched %v, want [a-1]", ids(got))
+	}
+	if err := other.Ack(got...); err != nil {
+		t.Fatal(err)
+	}
+	release(got)
+
+	// A cancelled queue comes back.
+	if err := c.AddQueue(ctx, qb); err != nil {
+		t.Fatal(err)
+	}
+	got = fetchN(t, c, 1, h.wait())
+	if !slices.Equal(ids(got), []string{"b-3"}) {
+		t.Fatalf("after adding %s back fetched %v, want [b-3]", qb, ids(got))
+	}
+	if err := c.Ack(got...); err != nil {
+		t.Fatal(err)
+	}
+	release(got)
+}
+
+// testCancelSettle: messages fetched from a queue before it was cancelled
+// can still be acknowledged and rejected, and Close requeues the ones left.
+func testCancelSettle(t *testing.T, h Harness) {
+	b := h.NewBroker(t)
+	q := h.queue(t, "cancel-settle")
+	ctx := context.Background()
+	publish(t, b, NewMessage(q, "s-1", 0), NewMessage(q, "s-2", 0), NewMessage(q, "s-3", 0))
+	c, err := b.Consume(ctx, []string{q}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fetchN(t, c, 3, h.wait())
+	if err := c.CancelQueue(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]*codec.Message{}
+	for _, m := range got {
+		byID[string(m.ID)] = m
+	}
+	if err := c.Ack(byID["s-1"]); err != nil {
+		t.Fatalf("ack after cancel: %v", err)
+	}
+	if err := c.Reject(false, byID["s-2"]); err != nil {
+		t.Fatalf("reject after cancel: %v", err)
+	}
+	if err := c.Close(); err != nil { // s-3 is still held: requeued
+		t.Fatal(err)
+	}
+	release(got)
+	c2 := consume(t, b, 0, q)
+	back := fetchN(t, c2, 1, h.wait())
+	if !slices.Equal(ids(back), []string{"s-3"}) || !back[0].Redelivered {
+		t.Fatalf("after Close got %v (redelivered %v), want [s-3] redelivered", ids(back), back[0].Redelivered)
+	}
+	if err := c2.Ack(back...); err != nil {
+		t.Fatal(err)
+	}
+	release(back)
+	fetchNone(t, c2, 200*time.Millisecond)
+}
+
+// testCancelLosesNothing: cancelling a queue with messages prefetched or
+// on their way loses none and duplicates none: what Fetch still returns
+// plus what stays in the queue is everything.
+func testCancelLosesNothing(t *testing.T, h Harness) {
+	b := h.NewBroker(t)
+	q := h.queue(t, "cancel-all")
+	ctx := context.Background()
+	const n = 40
+	for i := range n {
+		publish(t, b, NewMessage(q, "x-"+strconv.Itoa(i), 0))
+	}
+	seen := map[string]int{}
+	settle := func(c transport.Consumer, ms []*codec.Message) {
+		for _, m := range ms {
+			seen[string(m.ID)]++
+		}
+		if err := c.Ack(ms...); err != nil {
+			t.Fatal(err)
+		}
+		release(ms)
+	}
+	c := consume(t, b, 10, q)
+	settle(c, fetchN(t, c, 2, h.wait()))
+	if err := c.CancelQueue(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	for { // what was prefetched or on its way
+		fctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		buf := make([]*codec.Message, n)
+		k, err := c.Fetch(fctx, buf)
+		cancel()
+		if err != nil || k == 0 {
+			break
+		}
+		settle(c, buf[:k])
+	}
+	other := consume(t, b, 0, q)
+	if rest := n - len(seen); rest > 0 {
+		settle(other, fetchN(t, other, rest, h.wait()))
+	}
+	fetchNone(t, other, 200*time.Millisecond)
+	if len(seen) != n {
+		t.Fatalf("saw %d distinct messages, want %d", len(seen), n)
 	}
 	for id, k := range seen {
 		if k != 1 {
