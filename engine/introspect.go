@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -99,8 +100,12 @@ func (w *Worker) ResizePool(n int) error {
 	return w.exec.Resize(n)
 }
 
-// Queues returns the queues the worker consumes.
-func (w *Worker) Queues() []string { return append([]string(nil), w.cfg.Queues...) }
+// Queues returns the queues the worker consumes now.
+func (w *Worker) Queues() []string {
+	w.queuesMu.Lock()
+	defer w.queuesMu.Unlock()
+	return slices.Clone(w.queues)
+}
 
 // Prefetch returns the prefetch window (concurrency x multiplier).
 func (w *Worker) Prefetch() int { return w.prefetch }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,8 @@ type Worker struct {
 	accept   serializer.Accept
 
 	consumer transport.Consumer
+	queuesMu sync.Mutex // serialises queue changes; guards queues, and consumer while Run starts
+	queues   []string   // the queues consumed now (add_consumer / cancel_consumer change them)
 	exec     executor
 	eta      *etaQueue
 	limits   ratelimit.Limiter
@@ -139,7 +142,13 @@ func (a *App) Worker(cfg WorkerConfig) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: config accept_content: %w", err)
 	}
-	w := &Worker{app: a, cfg: cfg, accept: accept, prefetch: cfg.Concurrency * cfg.PrefetchMultiplier,
+	var queues []string // cfg.Queues without repeats
+	for _, q := range cfg.Queues {
+		if !slices.Contains(queues, q) {
+			queues = append(queues, q)
+		}
+	}
+	w := &Worker{app: a, cfg: cfg, queues: queues, accept: accept, prefetch: cfg.Concurrency * cfg.PrefetchMultiplier,
 		hostname: []byte(c.Hostname), deadline: timelimit.New(10 * time.Millisecond)}
 	for _, def := range *a.tasks.Load() {
 		if def.opts.rateLimit == "" {
@@ -182,10 +191,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	ctx, w.stop = context.WithCancel(ctx)
 	defer w.stop()
-	var err error
-	w.consumer, err = w.app.broker.Consume(ctx, w.cfg.Queues, w.prefetch)
+	w.queuesMu.Lock()
+	consumer, err := w.app.broker.Consume(ctx, w.queues, w.prefetch)
+	w.consumer = consumer
+	queues := slices.Clone(w.queues)
+	w.queuesMu.Unlock()
 	if err != nil {
-		return fmt.Errorf("engine: consume %v: %w", w.cfg.Queues, err)
+		return fmt.Errorf("engine: consume %v: %w", queues, err)
 	}
 	w.baseCtx, w.coldCancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer w.coldCancel()
@@ -222,7 +234,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if h := w.app.hooks.WorkerReady; h != nil {
 		h(w)
 	}
-	w.app.log.Info("worker ready", "hostname", w.app.cfg.Hostname, "queues", w.cfg.Queues,
+	w.app.log.Info("worker ready", "hostname", w.app.cfg.Hostname, "queues", queues,
 		"concurrency", w.cfg.Concurrency, "pool", w.cfg.Pool)
 
 	runErr := w.consume(ctx)
@@ -237,6 +249,48 @@ func (w *Worker) Run(ctx context.Context) error {
 	if runErr != nil && ctx.Err() == nil {
 		return runErr
 	}
+	return nil
+}
+
+// AddQueue makes the worker consume queue as well (Celery's add_consumer
+// control command), at once if it runs, else from the start of Run. A
+// queue already consumed is left as it is.
+func (w *Worker) AddQueue(ctx context.Context, queue string) error {
+	if queue == "" {
+		return errors.New("engine: add queue: empty queue name")
+	}
+	w.queuesMu.Lock()
+	defer w.queuesMu.Unlock()
+	if slices.Contains(w.queues, queue) {
+		return nil
+	}
+	if w.consumer != nil {
+		if err := w.consumer.AddQueue(ctx, queue); err != nil {
+			return fmt.Errorf("engine: add queue %s: %w", queue, err)
+		}
+	}
+	w.queues = append(w.queues, queue)
+	w.app.log.Info("worker: started consuming", "queue", queue)
+	return nil
+}
+
+// CancelQueue stops the worker consuming queue (Celery's cancel_consumer).
+// Tasks already received from it still run and are acknowledged as usual;
+// a worker whose queues are all cancelled waits for an AddQueue.
+func (w *Worker) CancelQueue(ctx context.Context, queue string) error {
+	w.queuesMu.Lock()
+	defer w.queuesMu.Unlock()
+	i := slices.Index(w.queues, queue)
+	if i < 0 {
+		return nil
+	}
+	if w.consumer != nil {
+		if err := w.consumer.CancelQueue(ctx, queue); err != nil {
+			return fmt.Errorf("engine: cancel queue %s: %w", queue, err)
+		}
+	}
+	w.queues = slices.Delete(w.queues, i, i+1)
+	w.app.log.Info("worker: no longer consuming", "queue", queue)
 	return nil
 }
 
