@@ -660,12 +660,63 @@ func cmdShutdown(_ context.Context, r *Request) (any, error) {
 	return nil, errNoReply
 }
 
-// errConsumers: the engine consumes a fixed set of queues for a worker's
-// lifetime.
-var errConsumers = errors.New("celerity workers cannot change their queues at runtime (restart the worker with -Q)")
+// queueChangeTimeout bounds how long add_consumer and cancel_consumer wait
+// for the consumer to apply the change (commands are answered in order).
+const queueChangeTimeout = 5 * time.Second
 
-func cmdAddConsumer(context.Context, *Request) (any, error)    { return nil, errConsumers }
-func cmdCancelConsumer(context.Context, *Request) (any, error) { return nil, errConsumers }
+// cmdAddConsumer is Celery's add_consumer. A celerity worker consumes task
+// queues as Celery declares them by default: bound to a direct exchange of
+// the queue's name with the queue's name as routing key; other exchange,
+// exchange_type or routing_key arguments are refused, not ignored.
+func cmdAddConsumer(ctx context.Context, r *Request) (any, error) {
+	var a struct {
+		Queue        string  `json:"queue"`
+		Exchange     *string `json:"exchange"`
+		ExchangeType *string `json:"exchange_type"`
+		RoutingKey   *string `json:"routing_key"`
+	}
+	if err := r.Decode(&a); err != nil {
+		return nil, err
+	}
+	if a.Queue == "" {
+		return nil, errors.New("add_consumer: missing queue")
+	}
+	for _, o := range []struct {
+		name    string
+		v       *string
+		allowed string
+	}{{"exchange", a.Exchange, a.Queue}, {"exchange_type", a.ExchangeType, "direct"}, {"routing_key", a.RoutingKey, a.Queue}} {
+		if o.v != nil && *o.v != "" && *o.v != o.allowed {
+			return nil, fmt.Errorf("add_consumer: %s %q is not supported: celerity consumes a queue bound to the direct exchange of its name with its name as routing key", o.name, *o.v)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, queueChangeTimeout)
+	defer cancel()
+	if err := r.Worker.AddQueue(ctx, a.Queue); err != nil {
+		return nil, err
+	}
+	return OK("add consumer " + a.Queue), nil
+}
+
+// cmdCancelConsumer is Celery's cancel_consumer: tasks already received
+// from the queue still run.
+func cmdCancelConsumer(ctx context.Context, r *Request) (any, error) {
+	var a struct {
+		Queue string `json:"queue"`
+	}
+	if err := r.Decode(&a); err != nil {
+		return nil, err
+	}
+	if a.Queue == "" {
+		return nil, errors.New("cancel_consumer: missing queue")
+	}
+	ctx, cancel := context.WithTimeout(ctx, queueChangeTimeout)
+	defer cancel()
+	if err := r.Worker.CancelQueue(ctx, a.Queue); err != nil {
+		return nil, err
+	}
+	return OK("no longer consuming from " + a.Queue), nil
+}
 
 // stats is Celery's stats reply (celery.worker.WorkController.stats).
 func cmdStats(_ context.Context, r *Request) (any, error) {

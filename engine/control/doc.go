@@ -34,8 +34,9 @@
 // running task's context with engine.ErrTerminated), terminate,
 // rate_limit, time_limit, pool_grow, pool_shrink, autoscale,
 // enable_events, disable_events, heartbeat and shutdown among the control
-// commands. add_consumer and cancel_consumer reply an error: a celerity
-// worker consumes a fixed set of queues. Programs add their own commands
+// commands, and add_consumer and cancel_consumer (engine.Worker.AddQueue and
+// CancelQueue; queues as Celery declares them by default, other exchange or
+// routing key arguments are refused). Programs add their own commands
 // with Register (every server) or Server.Handle (one server). The replies
 // have Celery's shapes (request dicts, kombu queue dicts, the stats
 // layout), so Python tooling reads them.

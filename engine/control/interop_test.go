@@ -301,6 +301,39 @@ func TestPythonCeleryInspectsAndControlsGoWorker(t *testing.T) {
 			if n.w.Stats().Succeeded.Load() != 0 {
 				t.Error("a revoked task ran")
 			}
+
+			// celery control add_consumer / cancel_consumer change the
+			// queues our worker consumes, as inspect active_queues shows.
+			extra := "extra-" + randHex(4)
+			activeQueues := func() []string {
+				var qs []struct {
+					Name string `json:"name"`
+				}
+				decode(t, pyReply(t, &bc, n.name, "inspect", "active_queues"), &qs)
+				var names []string
+				for _, q := range qs {
+					names = append(names, q.Name)
+				}
+				return names
+			}
+			decode(t, pyReply(t, &bc, n.name, "control", "add_consumer", extra), &reply)
+			if reply["ok"] != "add consumer "+extra {
+				t.Errorf("control add_consumer: %v", reply)
+			}
+			if qs := activeQueues(); !slices.Contains(qs, extra) {
+				t.Errorf("inspect active_queues after add_consumer: %v", qs)
+			}
+			if _, err := n.app.SendTask(ctx, "ctl.add", []any{2, 3}, nil, engine.Queue(extra)); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the task sent to the added queue to run", func() bool { return n.w.Stats().Succeeded.Load() == 1 })
+			decode(t, pyReply(t, &bc, n.name, "control", "cancel_consumer", extra), &reply)
+			if reply["ok"] != "no longer consuming from "+extra {
+				t.Errorf("control cancel_consumer: %v", reply)
+			}
+			if qs := activeQueues(); slices.Contains(qs, extra) || !slices.Equal(qs, n.w.Config().Queues) {
+				t.Errorf("inspect active_queues after cancel_consumer: %v", qs)
+			}
 		})
 	}
 }

@@ -302,8 +302,13 @@ func TestControlCommands(t *testing.T) {
 		{"disable_events", nil, "c@host", `{"ok":"task events already disabled"}`},
 		{"heartbeat", nil, "c@host", `null`},
 		{"enable_events", nil, "solo@host", `no event dispatcher`},
-		{"add_consumer", map[string]any{"queue": "q2"}, "c@host", `cannot change their queues`},
-		{"cancel_consumer", map[string]any{"queue": "celery"}, "c@host", `cannot change their queues`},
+		{"add_consumer", map[string]any{"queue": "q2", "exchange": nil, "exchange_type": nil, "routing_key": nil}, "c@host", `{"ok":"add consumer q2"}`},
+		{"active_queues", nil, "c@host", `"name":"q2"`},
+		{"add_consumer", map[string]any{"queue": "q3", "exchange": "elsewhere"}, "c@host", `exchange \"elsewhere\" is not supported`},
+		{"add_consumer", map[string]any{"queue": "q3", "exchange_type": "topic"}, "c@host", `exchange_type \"topic\" is not supported`},
+		{"add_consumer", map[string]any{}, "c@host", `missing queue`},
+		{"cancel_consumer", map[string]any{"queue": "q2"}, "c@host", `{"ok":"no longer consuming from q2"}`},
+		{"cancel_consumer", map[string]any{"queue": "never-consumed"}, "c@host", `{"ok":"no longer consuming from never-consumed"}`},
 		{"no_such_command", nil, "c@host", `unknown command`},
 		{"ping", map[string]any{"unexpected": []int{1}}, "c@host", `{"ok":"pong"}`},
 		{"active", map[string]any{"safe": "not a bool"}, "c@host", `bad message`},
@@ -315,6 +320,9 @@ func TestControlCommands(t *testing.T) {
 	}
 	if hard, soft, _ := n.app.TimeLimits("t.add"); hard != 3*time.Second || soft != 1500*time.Millisecond {
 		t.Errorf("time limits: %v %v", hard, soft)
+	}
+	if qs := n.w.Queues(); !slices.Equal(qs, []string{"celery"}) {
+		t.Errorf("queues after add_consumer q2 and cancel_consumer q2: %v", qs)
 	}
 	if n.w.PoolSize() != 6 || solo.w.PoolSize() != 1 {
 		t.Errorf("pool sizes: %d, %d", n.w.PoolSize(), solo.w.PoolSize())
