@@ -2,7 +2,9 @@ package events_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -288,6 +290,146 @@ func TestReceiverSeesPythonWorkerEvents(t *testing.T) {
 					}
 				}
 				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// TestPythonEventStateSeesGoWorker: celery.events.state.State -- the model
+// behind Flower's dashboard, task list and API -- built from a celerity
+// worker's events shows the worker alive (heartbeats, processed count,
+// software) and its tasks with Flower's columns (name, args, result or
+// exception, received/started/finished times, runtime of successes: as
+// in Celery, task-failed carries none), on Redis and on
+// RabbitMQ. Flower itself is not installable on the test machines.
+func TestPythonEventStateSeesGoWorker(t *testing.T) {
+	t.Parallel()
+	for _, bc := range brokerCases() {
+		t.Run(bc.name, func(t *testing.T) {
+			t.Parallel()
+			brokertest.Celery(t)
+			bc.setup(t)
+			b := bc.open(t)
+			node := "gow-" + randHex(4) + "@interop"
+			app := engine.MustNew(engine.Config{Broker: b, Hostname: node, TaskDefaultQueue: "stq-" + randHex(4)})
+			t.Cleanup(func() { app.Close() })
+			engine.Register2(app, "ev.add", func(_ context.Context, a, b int) (int, error) { return a + b, nil })
+			engine.Register1(app, "ev.fail", func(_ context.Context, msg string) (int, error) {
+				return 0, &engine.TaskError{Type: "ValueError", Module: "builtins", Args: []any{msg}}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			bus, err := control.Open(ctx, b, bc.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { bus.Close() })
+			d := events.New(bus, events.Options{TaskEvents: true, HeartbeatInterval: 500 * time.Millisecond,
+				FlushInterval: 20 * time.Millisecond})
+			d.Attach(app)
+			d.Start()
+			runWorker(t, app, engine.WorkerConfig{Concurrency: 2}, func() { d.Close() })
+
+			cmd := exec.CommandContext(ctx, brokertest.Python, "testdata/py_events_state.py", node, "30")
+			cmd.Env = append(os.Environ(), "CELERY_BROKER_URL="+bc.url)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(out)
+			sc.Buffer(make([]byte, 1<<16), 1<<22)
+			if !sc.Scan() || sc.Text() != "capturing" {
+				cmd.Wait()
+				t.Fatalf("py_events_state.py did not start: %s", stderr.String())
+			}
+			scriptDone, sending := make(chan struct{}), make(chan struct{})
+			go func() { // until the script has what it waits for
+				defer close(sending)
+				tick := time.NewTicker(300 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					app.SendTask(ctx, "ev.add", []any{2, 3}, nil)
+					app.SendTask(ctx, "ev.fail", []any{"boom"}, nil)
+					select {
+					case <-tick.C:
+					case <-scriptDone:
+						return
+					}
+				}
+			}()
+			var last string
+			for sc.Scan() {
+				last = sc.Text()
+			}
+			err = cmd.Wait()
+			close(scriptDone)
+			<-sending
+			if err != nil {
+				t.Fatalf("py_events_state.py: %v\n%s", err, stderr.String())
+			}
+
+			var got struct {
+				Worker *struct {
+					Alive      bool      `json:"alive"`
+					Processed  int       `json:"processed"`
+					SWIdent    string    `json:"sw_ident"`
+					SWVer      string    `json:"sw_ver"`
+					Freq       float64   `json:"freq"`
+					Loadavg    []float64 `json:"loadavg"`
+					Heartbeats int       `json:"heartbeats"`
+					Status     string    `json:"status_string"`
+				} `json:"worker"`
+				Tasks []struct {
+					Name      string   `json:"name"`
+					State     string   `json:"state"`
+					Args      string   `json:"args"`
+					Kwargs    string   `json:"kwargs"`
+					Result    *string  `json:"result"`
+					Exception *string  `json:"exception"`
+					Runtime   *float64 `json:"runtime"`
+					Received  *float64 `json:"received"`
+					Started   *float64 `json:"started"`
+					Succeeded *float64 `json:"succeeded"`
+					Failed    *float64 `json:"failed"`
+					Ready     bool     `json:"ready"`
+					Hostname  string   `json:"hostname"`
+				} `json:"tasks"`
+			}
+			if err := json.Unmarshal([]byte(last), &got); err != nil {
+				t.Fatalf("py_events_state.py output %q: %v", last, err)
+			}
+			w := got.Worker
+			if w == nil || !w.Alive || w.Processed < 2 || w.SWIdent != "celerity" || w.SWVer == "" ||
+				w.Freq != 0.5 || len(w.Loadavg) != 3 || w.Heartbeats == 0 || w.Status != "ONLINE" {
+				t.Errorf("State worker %s: %+v", node, w)
+			}
+			var sawOK, sawFail bool
+			for _, ts := range got.Tasks {
+				if ts.Hostname != node || !ts.Ready || ts.Received == nil || ts.Started == nil || *ts.Started < *ts.Received {
+					t.Errorf("State task: %+v", ts)
+				}
+				switch ts.Name {
+				case "ev.add":
+					sawOK = true
+					if ts.State != "SUCCESS" || ts.Args != "(2, 3)" || ts.Kwargs != "{}" || ts.Result == nil ||
+						*ts.Result != "5" || ts.Succeeded == nil || *ts.Succeeded < *ts.Started || ts.Runtime == nil || *ts.Runtime < 0 {
+						t.Errorf("State of ev.add: %+v", ts)
+					}
+				case "ev.fail":
+					sawFail = true
+					if ts.State != "FAILURE" || ts.Args != "('boom',)" || ts.Exception == nil ||
+						*ts.Exception != "ValueError('boom')" || ts.Failed == nil || *ts.Failed < *ts.Started {
+						t.Errorf("State of ev.fail: %+v (exception %v)", ts, ts.Exception)
+					}
+				}
+			}
+			if !sawOK || !sawFail {
+				t.Errorf("State tasks of %s: success seen %v, failure seen %v: %s", node, sawOK, sawFail, last)
 			}
 		})
 	}
