@@ -306,15 +306,9 @@ func TestPythonCeleryInspectsAndControlsGoWorker(t *testing.T) {
 			// queues our worker consumes, as inspect active_queues shows.
 			extra := "extra-" + randHex(4)
 			activeQueues := func() []string {
-				var qs []struct {
-					Name string `json:"name"`
-				}
+				var qs []kombuQueueName
 				decode(t, pyReply(t, &bc, n.name, "inspect", "active_queues"), &qs)
-				var names []string
-				for _, q := range qs {
-					names = append(names, q.Name)
-				}
-				return names
+				return queueNames(qs)
 			}
 			decode(t, pyReply(t, &bc, n.name, "control", "add_consumer", extra), &reply)
 			if reply["ok"] != "add consumer "+extra {
@@ -397,6 +391,17 @@ func TestGoClientControlsPythonWorker(t *testing.T) {
 			if !slices.Contains(revoked, "revoked-before-python-started") {
 				t.Errorf("revoked on the Python worker: %v (log: %s)", revoked, grep(log.String(), "mingle"))
 			}
+			// add_consumer from our client: the Python worker consumes the
+			// queue, as its active_queues shows.
+			extra := "pyextra-" + randHex(4)
+			if r := call(t, c, "add_consumer", map[string]any{"queue": extra}, pyNode)[pyNode]; string(r) != `{"ok": "add consumer `+extra+`"}` {
+				t.Errorf("add_consumer on the Python worker: %s", r)
+			}
+			eventually(t, "the Python worker to consume "+extra, func() bool {
+				var queues []kombuQueueName
+				decode(t, call(t, c, "active_queues", nil, pyNode)[pyNode], &queues)
+				return slices.Contains(queueNames(queues), extra)
+			})
 			// Both workers answer a broadcast without destination.
 			replies, err := c.Call(context.Background(), control.Call{Method: "ping", Limit: 2, Timeout: 5 * time.Second,
 				Destination: []string{pyNode, goW.name}})
@@ -405,6 +410,19 @@ func TestGoClientControlsPythonWorker(t *testing.T) {
 			}
 		})
 	}
+}
+
+// kombuQueueName is the name of a kombu queue dict (active_queues).
+type kombuQueueName struct {
+	Name string `json:"name"`
+}
+
+func queueNames(qs []kombuQueueName) []string {
+	names := make([]string, len(qs))
+	for i, q := range qs {
+		names[i] = q.Name
+	}
+	return names
 }
 
 func grep(s, sub string) string {
