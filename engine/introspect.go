@@ -34,6 +34,24 @@ func (w *Worker) infoOf(m *codec.Message) TaskInfo {
 	}
 }
 
+// withArgs fills info's Args and Kwargs from m's body: Celery's inspect
+// reserved and scheduled report them decoded. A body that does not decode
+// leaves them empty (the reprs are reported instead). The caller holds the
+// lock of the queue m waits in, so no executor reads m meanwhile.
+func withArgs(info TaskInfo, m *codec.Message) TaskInfo {
+	body, err := m.BodyJSON(0)
+	if err != nil {
+		return info
+	}
+	args, kwargs, _, err := codec.SplitJSONBody(body)
+	if err != nil {
+		return info
+	}
+	info.Args = append(json.RawMessage(nil), args...)
+	info.Kwargs = append(json.RawMessage(nil), kwargs...)
+	return info
+}
+
 // Active returns the tasks running now (Celery's inspect active).
 func (w *Worker) Active() []TaskInfo {
 	var out []TaskInfo
@@ -62,7 +80,7 @@ func (w *Worker) Reserved() []TaskInfo {
 	if w.exec == nil {
 		return nil
 	}
-	w.exec.Each(func(j job) { out = append(out, w.infoOf(j.m)) })
+	w.exec.Each(func(j job) { out = append(out, withArgs(w.infoOf(j.m), j.m)) })
 	return out
 }
 
@@ -76,7 +94,7 @@ func (w *Worker) Scheduled() []TaskInfo {
 	defer w.eta.mu.Unlock()
 	out := make([]TaskInfo, 0, len(w.eta.items.list))
 	for _, it := range w.eta.items.list {
-		info := w.infoOf(it.j.m)
+		info := withArgs(w.infoOf(it.j.m), it.j.m)
 		info.ETA = it.due
 		out = append(out, info)
 	}

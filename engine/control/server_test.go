@@ -134,7 +134,7 @@ func TestInspectCommands(t *testing.T) {
 
 	var reserved []requestInfo
 	decode(t, call(t, c, "reserved", nil)["i@host"], &reserved)
-	if len(reserved) != 1 || reserved[0].ID != waiting.ID || string(reserved[0].Args) != `"(1, 2)"` || reserved[0].WorkerPID != nil {
+	if len(reserved) != 1 || reserved[0].ID != waiting.ID || string(reserved[0].Args) != `[1,2]` || string(reserved[0].Kwargs) != `{}` || reserved[0].WorkerPID != nil {
 		t.Errorf("reserved: %+v", reserved)
 	}
 
@@ -144,7 +144,8 @@ func TestInspectCommands(t *testing.T) {
 		Request  requestInfo `json:"request"`
 	}
 	decode(t, call(t, c, "scheduled", nil)["i@host"], &scheduled)
-	if len(scheduled) != 1 || scheduled[0].Request.ID != later.ID || !strings.HasSuffix(scheduled[0].ETA, "+00:00") {
+	if len(scheduled) != 1 || scheduled[0].Request.ID != later.ID || !strings.HasSuffix(scheduled[0].ETA, "+00:00") ||
+		string(scheduled[0].Request.Args) != `[3,4]` {
 		t.Errorf("scheduled: %+v", scheduled)
 	}
 
