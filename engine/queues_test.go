@@ -10,16 +10,23 @@ import (
 	"github.com/celerity-go/celerity/transport/memory"
 )
 
-// TestWorkerQueuesChangeAtRuntime: AddQueue makes a running worker take
-// tasks from a new queue; after CancelQueue its tasks stay in the queue,
-// and AddQueue brings it back.
-func TestWorkerQueuesChangeAtRuntime(t *testing.T) {
+// noopApp returns an app with a task q.noop (results ignored) that counts
+// its runs.
+func noopApp(t *testing.T) (*App, *atomic.Int64) {
 	app := newApp(t, Config{})
-	var ran atomic.Int64
+	ran := new(atomic.Int64)
 	RegisterRaw(app, "q.noop", func(context.Context, *Task) error {
 		ran.Add(1)
 		return nil
 	}, TaskIgnoreResult(true))
+	return app, ran
+}
+
+// TestWorkerQueuesChangeAtRuntime: AddQueue makes a running worker take
+// tasks from a new queue; after CancelQueue its tasks stay in the queue,
+// and AddQueue brings it back.
+func TestWorkerQueuesChangeAtRuntime(t *testing.T) {
+	app, ran := noopApp(t)
 	w, _ := startWorker(t, app, WorkerConfig{Queues: []string{"a", "a"}})
 	ctx := testCtx(t, 20*time.Second)
 	send := func(queue string) {
@@ -66,12 +73,7 @@ func TestWorkerQueuesChangeAtRuntime(t *testing.T) {
 // TestWorkerAddQueueBeforeRun: a queue added before Run is consumed from
 // the start.
 func TestWorkerAddQueueBeforeRun(t *testing.T) {
-	app := newApp(t, Config{})
-	var ran atomic.Int64
-	RegisterRaw(app, "q.noop", func(context.Context, *Task) error {
-		ran.Add(1)
-		return nil
-	}, TaskIgnoreResult(true))
+	app, ran := noopApp(t)
 	w, err := app.Worker(WorkerConfig{})
 	if err != nil {
 		t.Fatal(err)

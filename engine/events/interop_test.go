@@ -176,6 +176,35 @@ func pyProcess(t *testing.T, bc *brokerCase, env []string, lines chan<- string, 
 	})
 }
 
+// startEventingWorker runs a celerity worker on bc with task events and
+// heartbeats every 0.5 s, and tasks ev.add(a, b) and ev.fail(msg) (raises
+// ValueError(msg)); it returns its app and node name.
+func startEventingWorker(t *testing.T, bc *brokerCase) (*engine.App, string) {
+	t.Helper()
+	bc.setup(t)
+	b := bc.open(t)
+	node := "gow-" + randHex(4) + "@interop"
+	app := engine.MustNew(engine.Config{Broker: b, Hostname: node, TaskDefaultQueue: "evq-" + randHex(4)})
+	t.Cleanup(func() { app.Close() })
+	engine.Register2(app, "ev.add", func(_ context.Context, a, b int) (int, error) { return a + b, nil })
+	engine.Register1(app, "ev.fail", func(_ context.Context, msg string) (int, error) {
+		return 0, &engine.TaskError{Type: "ValueError", Module: "builtins", Args: []any{msg}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	bus, err := control.Open(ctx, b, bc.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bus.Close() }) // after the worker and dispatcher stopped
+	d := events.New(bus, events.Options{TaskEvents: true, HeartbeatInterval: 500 * time.Millisecond,
+		FlushInterval: 20 * time.Millisecond})
+	d.Attach(app)
+	d.Start()
+	runWorker(t, app, engine.WorkerConfig{Concurrency: 2}, func() { d.Close() })
+	return app, node
+}
+
 // TestPythonEventsDumpShowsGoWorker: `celery events --dump` of Python
 // Celery 5.2.6 shows a celerity worker's heartbeats and task events, on
 // Redis and on RabbitMQ.
@@ -185,25 +214,7 @@ func TestPythonEventsDumpShowsGoWorker(t *testing.T) {
 		t.Run(bc.name, func(t *testing.T) {
 			t.Parallel()
 			brokertest.Celery(t)
-			bc.setup(t)
-			b := bc.open(t)
-			node := "gow-" + randHex(4) + "@interop"
-			queue := "evq-" + randHex(4)
-			app := engine.MustNew(engine.Config{Broker: b, Hostname: node, TaskDefaultQueue: queue})
-			t.Cleanup(func() { app.Close() })
-			engine.Register2(app, "ev.add", func(_ context.Context, a, b int) (int, error) { return a + b, nil })
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			bus, err := control.Open(ctx, b, bc.url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { bus.Close() }) // after the worker and dispatcher stopped
-			d := events.New(bus, events.Options{TaskEvents: true, HeartbeatInterval: 500 * time.Millisecond,
-				FlushInterval: 20 * time.Millisecond})
-			d.Attach(app)
-			d.Start()
-			runWorker(t, app, engine.WorkerConfig{Concurrency: 1}, func() { d.Close() })
+			app, node := startEventingWorker(t, &bc)
 
 			lines := make(chan string, 1024)
 			pyProcess(t, &bc, nil, lines, "events", "--dump")
@@ -308,28 +319,9 @@ func TestPythonEventStateSeesGoWorker(t *testing.T) {
 		t.Run(bc.name, func(t *testing.T) {
 			t.Parallel()
 			brokertest.Celery(t)
-			bc.setup(t)
-			b := bc.open(t)
-			node := "gow-" + randHex(4) + "@interop"
-			app := engine.MustNew(engine.Config{Broker: b, Hostname: node, TaskDefaultQueue: "stq-" + randHex(4)})
-			t.Cleanup(func() { app.Close() })
-			engine.Register2(app, "ev.add", func(_ context.Context, a, b int) (int, error) { return a + b, nil })
-			engine.Register1(app, "ev.fail", func(_ context.Context, msg string) (int, error) {
-				return 0, &engine.TaskError{Type: "ValueError", Module: "builtins", Args: []any{msg}}
-			})
+			app, node := startEventingWorker(t, &bc)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			bus, err := control.Open(ctx, b, bc.url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { bus.Close() })
-			d := events.New(bus, events.Options{TaskEvents: true, HeartbeatInterval: 500 * time.Millisecond,
-				FlushInterval: 20 * time.Millisecond})
-			d.Attach(app)
-			d.Start()
-			runWorker(t, app, engine.WorkerConfig{Concurrency: 2}, func() { d.Close() })
-
 			cmd := exec.CommandContext(ctx, brokertest.Python, "testdata/py_events_state.py", node, "30")
 			cmd.Env = append(os.Environ(), "CELERY_BROKER_URL="+bc.url)
 			var stderr bytes.Buffer
