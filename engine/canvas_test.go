@@ -211,6 +211,61 @@ func TestLinkAndLinkErrorAreApplied(t *testing.T) {
 	})
 }
 
+// TestLinksGoAsGroups: as in Celery, several link callbacks are sent as
+// one group (one group id), a single one alone, and errbacks always as a
+// group; all with the linking task as parent.
+func TestLinksGoAsGroups(t *testing.T) {
+	t.Parallel()
+	app := canvasApp(t)
+	ctx := testCtx(t, 10*time.Second)
+	var mu sync.Mutex
+	seen := map[string][2]string{} // id -> group, parent
+	RegisterRaw(app, "c.record", func(_ context.Context, task *Task) error {
+		mu.Lock()
+		seen[task.ID] = [2]string{task.GroupID, task.ParentID}
+		mu.Unlock()
+		return nil
+	})
+	sig := func(id string) *Signature {
+		s := Sig("c.record")
+		s.Options.TaskID = id + "-" + t.Name()
+		return s
+	}
+	two, err := app.SendTask(ctx, "c.add", []any{1, 2}, nil, Link(sig("cb1")), Link(sig("cb2")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := app.SendTask(ctx, "c.add", []any{1, 2}, nil, Link(sig("cb3")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := app.SendTask(ctx, "c.fail", []any{"boom"}, nil, LinkError(sig("eb1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(id string) [2]string {
+		var v [2]string
+		eventually(t, id+" to run", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			var ok bool
+			v, ok = seen[id+"-"+t.Name()]
+			return ok
+		})
+		return v
+	}
+	cb1, cb2, cb3, eb1 := get("cb1"), get("cb2"), get("cb3"), get("eb1")
+	if cb1[0] == "" || cb1[0] != cb2[0] || cb1[1] != two.ID || cb2[1] != two.ID {
+		t.Errorf("two callbacks: group/parent %v and %v, want one group, parent %s", cb1, cb2, two.ID)
+	}
+	if cb3 != [2]string{"", one.ID} {
+		t.Errorf("single callback: group/parent %v, want no group, parent %s", cb3, one.ID)
+	}
+	if eb1[0] == "" || eb1[1] != bad.ID {
+		t.Errorf("errback: group/parent %v, want a group, parent %s", eb1, bad.ID)
+	}
+}
+
 func TestNestedCanvas(t *testing.T) {
 	t.Parallel()
 	app := canvasApp(t)

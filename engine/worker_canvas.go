@@ -50,10 +50,26 @@ func (w *Worker) afterSuccess(t *Task, result []byte) {
 		return
 	}
 	ctx := contextBackground
-	ac := applyCtx{parentID: t.ID, rootID: t.RootID}
-	for i := range e.Callbacks {
-		if _, _, err := w.app.applySig(ctx, &e.Callbacks[i], result, ac); err != nil {
-			w.app.errorf("worker: apply callback", "task", t.Name, "id", t.ID, "callback", e.Callbacks[i].Task, "err", err)
+	ac := applyCtx{parentID: t.ID, rootID: rootOf(t)}
+	if len(e.Callbacks) == 1 {
+		if _, _, err := w.app.applySig(ctx, &e.Callbacks[0], result, ac); err != nil {
+			w.app.errorf("worker: apply callback", "task", t.Name, "id", t.ID, "callback", e.Callbacks[0].Task, "err", err)
+		}
+	} else if len(e.Callbacks) > 1 {
+		// As Celery's tracer: group callbacks are applied each, the others
+		// together as one group.
+		var plain []codec.Signature
+		for i := range e.Callbacks {
+			if e.Callbacks[i].SubtaskType != "group" {
+				plain = append(plain, e.Callbacks[i])
+			} else if _, _, err := w.app.applySig(ctx, &e.Callbacks[i], result, ac); err != nil {
+				w.app.errorf("worker: apply callback", "task", t.Name, "id", t.ID, "callback", e.Callbacks[i].Task, "err", err)
+			}
+		}
+		if len(plain) > 0 {
+			if _, err := w.app.applyGroup(ctx, &Signature{}, plain, result, ac); err != nil {
+				w.app.errorf("worker: apply callbacks", "task", t.Name, "id", t.ID, "err", err)
+			}
 		}
 	}
 	if n := len(e.Chain); n > 0 {
@@ -69,6 +85,15 @@ func (w *Worker) afterSuccess(t *Task, result []byte) {
 	}
 }
 
+// rootOf is the root id what t sends inherits: t's own, else t's id
+// (Celery's task_request.root_id or uuid).
+func rootOf(t *Task) string {
+	if t.RootID != "" {
+		return t.RootID
+	}
+	return t.ID
+}
+
 // afterFailure sends errbacks (with the failed id prepended), fails every
 // remaining chain step with the same exception, and records a chord part.
 func (w *Worker) afterFailure(t *Task, exc []byte) {
@@ -78,10 +103,10 @@ func (w *Worker) afterFailure(t *Task, exc []byte) {
 	}
 	ctx := contextBackground
 	idJSON, _ := json.Marshal(t.ID)
-	ac := applyCtx{parentID: t.ID, rootID: t.RootID}
-	for i := range e.Errbacks {
-		if _, _, err := w.app.applySig(ctx, &e.Errbacks[i], idJSON, ac); err != nil {
-			w.app.errorf("worker: apply errback", "task", t.Name, "id", t.ID, "errback", e.Errbacks[i].Task, "err", err)
+	if len(e.Errbacks) > 0 {
+		// As Celery's backend: the errbacks go as one group, even one alone.
+		if _, err := w.app.applyGroup(ctx, &Signature{}, e.Errbacks, idJSON, applyCtx{parentID: t.ID, rootID: rootOf(t)}); err != nil {
+			w.app.errorf("worker: apply errbacks", "task", t.Name, "id", t.ID, "err", err)
 		}
 	}
 	for i := range e.Chain {
