@@ -13,6 +13,10 @@ var epoch = time.Now()
 // clock suitable for the now argument of Bucket and Limiter methods.
 func Now() int64 { return int64(time.Since(epoch)) }
 
+// At is Now for a time already read (no clock read): a caller handling a
+// batch reads the clock once for all of it.
+func At(t time.Time) int64 { return int64(t.Sub(epoch)) }
+
 // Bucket is a token bucket: kombu's TokenBucket, kept as the time at which
 // the next token is due (the generic cell rate algorithm, which admits
 // exactly what a token bucket of the same rate and capacity admits).

@@ -215,3 +215,13 @@ func TestNowIsMonotonic(t *testing.T) {
 		t.Errorf("Now went %d then %d", a, b)
 	}
 }
+
+func TestAtMatchesNow(t *testing.T) {
+	t.Parallel()
+	a := Now()
+	at := At(time.Now())
+	b := Now()
+	if at < a || at > b {
+		t.Errorf("At(time.Now()) = %d, outside the Now readings around it [%d, %d]", at, a, b)
+	}
+}
