@@ -281,3 +281,21 @@ func BenchmarkEncodingJSONUnmarshalSignatureMap(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNewID: a task id per message is on the producer's hot path.
+func BenchmarkNewID(b *testing.B) {
+	m := AcquireMessage()
+	defer ReleaseMessage(m)
+	for range b.N {
+		m.NewID()
+	}
+}
+
+// BenchmarkAcquireReleaseMessage: the pool round trip of every message.
+func BenchmarkAcquireReleaseMessage(b *testing.B) {
+	for range b.N {
+		m := AcquireMessage()
+		m.NewID()
+		ReleaseMessage(m)
+	}
+}
