@@ -15,23 +15,31 @@ var messagePool = sync.Pool{New: func() any { return new(Message) }}
 // ReleaseMessage. AcquireMessage and ReleaseMessage are safe for concurrent
 // use; the Message itself is not.
 func AcquireMessage() *Message {
-	// Every pooled Message was Reset by ReleaseMessage (or is new), so it
-	// is not cleared again here: clearing a Message costs as much as the
-	// rest of building one. The price is that a write through a stale
-	// pointer after ReleaseMessage is not wiped out here.
-	return messagePool.Get().(*Message)
+	m := messagePool.Get().(*Message)
+	// A pooled Message is new, was Reset by ReleaseMessage, or is marked
+	// self-contained and left to be cleared here (see MarkSelfContained):
+	// clearing costs as much as the rest of building a message, so it is
+	// done once. The price is that a write through a stale pointer after
+	// ReleaseMessage is not wiped out here.
+	if m.selfContained {
+		m.Reset()
+	}
+	return m
 }
 
-// ReleaseMessage resets m and returns it to the pool; m and every view
-// taken from it must not be used afterwards. A scratch buffer larger than
-// 64 KiB is dropped rather than pooled.
+// ReleaseMessage resets m (unless it is marked self-contained, see
+// MarkSelfContained) and returns it to the pool; m and every view taken
+// from it must not be used afterwards. A scratch buffer larger than 64 KiB
+// is dropped rather than pooled.
 func ReleaseMessage(m *Message) {
 	if m == nil {
 		return
 	}
-	m.Reset()
 	if cap(m.scratch) > maxPooledScratch {
+		m.Reset() // views into the dropped scratch must not keep it alive
 		m.scratch = nil
+	} else if !m.selfContained {
+		m.Reset()
 	}
 	messagePool.Put(m)
 }

@@ -345,3 +345,28 @@ func TestAppendStringMatchesPython(t *testing.T) {
 		t.Error("shortest repr")
 	}
 }
+
+// TestAcquireAfterSelfContainedRelease: a message marked self-contained is
+// released without being cleared, and AcquireMessage still returns it
+// cleared; an oversized scratch is dropped with every view into it.
+func TestAcquireAfterSelfContainedRelease(t *testing.T) {
+	for range 100 {
+		m := AcquireMessage()
+		if !reflect.DeepEqual(*m, Message{scratch: m.scratch[:0]}) || len(m.scratch) != 0 {
+			t.Fatalf("acquired message is not reset: %+v", *m)
+		}
+		m.MarkSelfContained()
+		m.NewID()
+		m.Task = []byte("tasks.add")
+		m.Body = m.Own([]byte(`[[2, 2], {}, {}]`))
+		m.Priority = 9
+		ReleaseMessage(m)
+	}
+	m := AcquireMessage()
+	m.MarkSelfContained()
+	m.Body = m.Own(make([]byte, maxPooledScratch+1))
+	ReleaseMessage(m)
+	if m.Body != nil || m.scratch != nil {
+		t.Errorf("oversized scratch kept alive: len(Body) %d, cap(scratch) %d", len(m.Body), cap(m.scratch))
+	}
+}

@@ -199,6 +199,9 @@ func (a *App) newMessage(name string, args, kwargs, embed []byte, opts []Option)
 		o.apply(opts, time.Now)
 	}
 	m := codec.AcquireMessage()
+	// Every view set below is a constant, a name, or storage of m (Own,
+	// NewID): the worker that releases m need not clear it.
+	m.MarkSelfContained()
 	m.Protocol = 2
 	m.Lang = langGo
 	m.Task = unsafeconv.Bytes(name)
