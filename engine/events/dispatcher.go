@@ -46,7 +46,8 @@ type Options struct {
 	// (default 24, Celery's buffer_limit).
 	BufferLimit int
 	// MaxPending is the number of full batches that may wait for the
-	// publisher; beyond it new events are dropped and counted (default
+	// publisher or be in its hands; beyond it new events are dropped and
+	// counted (default
 	// 256, i.e. 256 x BufferLimit events, about 2 MB).
 	MaxPending int
 	// PublishTimeout bounds one publish to the broker (default 5s).
@@ -77,7 +78,9 @@ type Stats struct {
 //
 // Emitting never blocks task execution: a hook encodes its event into
 // the batch being filled, under a short lock, and returns. Full batches
-// wait, at most MaxPending of them, for the one publisher goroutine, which
+// wait for the one publisher goroutine, at most MaxPending of them counting
+// those it is publishing (so a stuck broker holds at most MaxPending
+// batches and the one being filled), which
 // publishes them as task.multi JSON arrays (and flushes a partial batch
 // every FlushInterval); on Redis the batches it has go out in one round
 // trip. It is woken early when half of MaxPending is used. When the
@@ -106,6 +109,7 @@ type Dispatcher struct {
 	mu    sync.Mutex
 	cur   *batch   // task events being collected
 	ready []*batch // waiting for the publisher
+	taken int      // batches the publisher took and has not finished with
 	free  []*batch // recycled
 	kick  chan struct{}
 
@@ -253,7 +257,7 @@ func (d *Dispatcher) pushTask(ev []byte) {
 	d.mu.Lock()
 	b := d.cur
 	if b == nil {
-		if len(d.ready) >= d.opts.MaxPending {
+		if len(d.ready)+d.taken >= d.opts.MaxPending {
 			d.mu.Unlock()
 			d.dropped.Add(1)
 			return
@@ -294,7 +298,7 @@ func (d *Dispatcher) pushSingle(rk string, ev []byte) {
 		return
 	}
 	d.mu.Lock()
-	if len(d.ready) >= d.opts.MaxPending {
+	if len(d.ready)+d.taken >= d.opts.MaxPending {
 		d.mu.Unlock()
 		d.dropped.Add(1)
 		return
@@ -583,6 +587,7 @@ func (d *Dispatcher) take(out []*batch, partial bool) []*batch {
 		d.cur = nil
 	}
 	out = append(out, d.ready...)
+	d.taken += len(d.ready)
 	clear(d.ready)
 	d.ready = d.ready[:0]
 	return out
@@ -610,6 +615,7 @@ func (d *Dispatcher) publishAll(bs []*batch) {
 		}
 	}
 	d.mu.Lock()
+	d.taken -= len(bs)
 	for _, b := range bs {
 		if cap(b.buf) <= 1<<20 {
 			d.free = append(d.free, b)

@@ -275,7 +275,9 @@ func TestBatchesOfBufferLimit(t *testing.T) {
 	defer l.Close()
 	app := engine.MustNew(engine.Config{Hostname: "b@host"})
 	engine.Register0(app, "t.one", func(context.Context) (int, error) { return 1, nil })
-	d := events.New(bus, events.Options{TaskEvents: true, BufferLimit: 5, MaxPending: 2, FlushInterval: time.Hour})
+	// MaxPending 4: the publisher is woken at 2 full batches, and the
+	// batches in its hands count against the 4, so none is dropped.
+	d := events.New(bus, events.Options{TaskEvents: true, BufferLimit: 5, MaxPending: 4, FlushInterval: time.Hour})
 	d.Attach(app)
 	d.Start()
 	w := runWorker(t, app, engine.WorkerConfig{Concurrency: 1}, nil)
