@@ -15,7 +15,6 @@ import (
 
 	"github.com/celerity-go/celerity/codec"
 	"github.com/celerity-go/celerity/internal/interoptest"
-	"github.com/celerity-go/celerity/transport"
 	"github.com/celerity-go/celerity/transport/redis"
 	"github.com/celerity-go/celerity/transport/transporttest"
 )
@@ -35,46 +34,6 @@ func consume(t *testing.T, b *redis.Broker, prefetch int, queues ...string) *red
 	}
 	t.Cleanup(func() { c.Close() })
 	return c.(*redis.Consumer)
-}
-
-func fetch(t *testing.T, c transport.Consumer, n int) []*codec.Message {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var out []*codec.Message
-	buf := make([]*codec.Message, n)
-	for len(out) < n {
-		k, err := c.Fetch(ctx, buf[:n-len(out)])
-		if err != nil {
-			t.Fatalf("fetch: got %d of %d: %v", len(out), n, err)
-		}
-		out = append(out, buf[:k]...)
-	}
-	return out
-}
-
-func fetchNone(t *testing.T, c transport.Consumer, d time.Duration) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	buf := make([]*codec.Message, 1)
-	if n, err := c.Fetch(ctx, buf); err == nil && n > 0 {
-		t.Fatalf("unexpected message %s", buf[0].ID)
-	}
-}
-
-func ids(ms []*codec.Message) []string {
-	out := make([]string, len(ms))
-	for i, m := range ms {
-		out[i] = string(m.ID)
-	}
-	return out
-}
-
-func release(ms []*codec.Message) {
-	for _, m := range ms {
-		codec.ReleaseMessage(m)
-	}
 }
 
 func publish(t *testing.T, b *redis.Broker, msgs ...*codec.Message) {
@@ -150,7 +109,7 @@ func TestUnackedLayoutIsKombus(t *testing.T) {
 		t.Fatal(err)
 	}
 	cons := consume(t, b, 0, "lay")
-	got := fetch(t, cons, 1)
+	got := transporttest.FetchN(t, cons, 1, 5*time.Second)
 	tag := string(got[0].DeliveryTag)
 	trip, err := c.Do(ctx, c.B().Hget().Key(prefix+"unacked").Field(tag).Build()).ToString()
 	if err != nil {
@@ -173,7 +132,7 @@ func TestUnackedLayoutIsKombus(t *testing.T) {
 	if err := cons.Ack(got...); err != nil {
 		t.Fatal(err)
 	}
-	release(got)
+	transporttest.Release(got)
 	// Acks travel asynchronously (with the next fetch, or a millisecond later).
 	// The index keeps one member of its own, at score -1 (see doc.go).
 	eventually(t, "the ack to reach Redis", func() bool {
@@ -244,10 +203,10 @@ func TestRestoresWhatADeadPythonWorkerHeld(t *testing.T) {
 		}
 	}
 	cons := consume(t, b, 0, "dead") // its restorer runs at once
-	got := fetch(t, cons, 2)
+	got := transporttest.FetchN(t, cons, 2, 5*time.Second)
 	slices.SortFunc(got, func(a, b *codec.Message) int { return strings.Compare(string(a.ID), string(b.ID)) })
-	if !slices.Equal(ids(got), []string{"py-0", "py-1"}) {
-		t.Fatalf("restored %v", ids(got))
+	if !slices.Equal(transporttest.IDs(got), []string{"py-0", "py-1"}) {
+		t.Fatalf("restored %v", transporttest.IDs(got))
 	}
 	for _, m := range got {
 		if !m.Redelivered {
@@ -255,7 +214,7 @@ func TestRestoresWhatADeadPythonWorkerHeld(t *testing.T) {
 		}
 	}
 	cons.Ack(got...)
-	release(got)
+	transporttest.Release(got)
 }
 
 func mustFloat(s string) float64 {
@@ -278,14 +237,14 @@ func TestHeldMessagesAreNotRestored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := fetch(t, holder, 2)
+	held := transporttest.FetchN(t, holder, 2, 5*time.Second)
 	other := consume(t, b, 0, "eta")
 	deadline := time.Now().Add(3 * vt)
 	for time.Now().Before(deadline) {
 		if n, err := b.RestoreVisible(context.Background()); err != nil || n != 0 {
 			t.Fatalf("RestoreVisible restored %d messages held by a live consumer (err %v)", n, err)
 		}
-		fetchNone(t, other, vt/4)
+		transporttest.FetchNone(t, other, vt/4)
 	}
 	// The holder "dies" without closing: stop its heartbeat by closing
 	// only after forgetting what it holds is not possible from outside, so
@@ -296,13 +255,13 @@ func TestHeldMessagesAreNotRestored(t *testing.T) {
 	if err := holder.Close(); err != nil {
 		t.Fatal(err)
 	}
-	back := fetch(t, other, 1)
+	back := transporttest.FetchN(t, other, 1, 5*time.Second)
 	if string(back[0].ID) != string(held[1].ID) || !back[0].Redelivered {
 		t.Fatalf("got %s redelivered=%v, want %s redelivered", back[0].ID, back[0].Redelivered, held[1].ID)
 	}
 	other.Ack(back...)
-	release(back)
-	release(held)
+	transporttest.Release(back)
+	transporttest.Release(held)
 }
 
 // TestCloseRequeuesOldestFirst checks that Close puts held messages back
@@ -317,17 +276,17 @@ func TestCloseRequeuesOldestFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fetch(t, c1, 3)
+	got := transporttest.FetchN(t, c1, 3, 5*time.Second)
 	publish(t, b, transporttest.NewMessage("order", "o-5", 0))
 	if err := c1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	release(got)
+	transporttest.Release(got)
 	c2 := consume(t, b, 0, "order")
-	again := fetch(t, c2, 6)
+	again := transporttest.FetchN(t, c2, 6, 5*time.Second)
 	want := []string{"o-0", "o-1", "o-2", "o-3", "o-4", "o-5"}
-	if !slices.Equal(ids(again), want) {
-		t.Fatalf("order after close %v, want %v", ids(again), want)
+	if !slices.Equal(transporttest.IDs(again), want) {
+		t.Fatalf("order after close %v, want %v", transporttest.IDs(again), want)
 	}
 	for i, m := range again {
 		if m.Redelivered != (i < 3) {
@@ -335,7 +294,7 @@ func TestCloseRequeuesOldestFirst(t *testing.T) {
 		}
 	}
 	c2.Ack(again...)
-	release(again)
+	transporttest.Release(again)
 }
 
 // TestGarbageIsDroppedAndLogged feeds envelopes that cannot be decoded
@@ -362,16 +321,16 @@ func TestGarbageIsDroppedAndLogged(t *testing.T) {
 	}
 	publish(t, b, transporttest.NewMessage("junk", "good-1", 0), transporttest.NewMessage("junk", "good-2", 0))
 	cons := consume(t, b, 0, "junk")
-	got := fetch(t, cons, 2)
-	if !slices.Equal(ids(got), []string{"good-1", "good-2"}) {
-		t.Fatalf("got %v", ids(got))
+	got := transporttest.FetchN(t, cons, 2, 5*time.Second)
+	if !slices.Equal(transporttest.IDs(got), []string{"good-1", "good-2"}) {
+		t.Fatalf("got %v", transporttest.IDs(got))
 	}
 	eventually(t, "undecodable messages to leave the unacked bookkeeping", func() bool {
 		n, _ := c.Do(ctx, c.B().Hlen().Key(prefix+"unacked").Build()).AsInt64()
 		return n == 2
 	})
 	cons.Ack(got...)
-	release(got)
+	transporttest.Release(got)
 	if k := strings.Count(logBuf.String(), "does not decode"); k != len(garbage) {
 		t.Fatalf("logged %d bad messages, want %d:\n%s", k, len(garbage), logBuf.String())
 	}
@@ -397,14 +356,14 @@ func TestRequeueMarksKombuFlags(t *testing.T) {
 		}
 	}
 	cons := consume(t, b, 0, "surg")
-	got := fetch(t, cons, 3)
+	got := transporttest.FetchN(t, cons, 3, 5*time.Second)
 	if err := cons.Reject(true, got...); err != nil {
 		t.Fatal(err)
 	}
-	release(got)
+	transporttest.Release(got)
 	// The consumer fetches them again at once: read the requeued envelopes
 	// from the unacked triples that fetch recorded.
-	again := fetch(t, cons, 3)
+	again := transporttest.FetchN(t, cons, 3, 5*time.Second)
 	var raw []string
 	for _, m := range again {
 		if !m.Redelivered {
@@ -451,7 +410,7 @@ func TestRequeueMarksKombuFlags(t *testing.T) {
 		}
 	}
 	cons.Ack(again...)
-	release(again)
+	transporttest.Release(again)
 }
 
 // TestExchangeRouting publishes through kombu binding sets.
@@ -498,16 +457,16 @@ func TestRoundRobinAndOrderStrategies(t *testing.T) {
 					transporttest.NewMessage("aq", "a-"+strconv.Itoa(i), 0))
 			}
 			cons := consume(t, b, 0, "zq", "aq")
-			got := fetch(t, cons, 4)
+			got := transporttest.FetchN(t, cons, 4, 5*time.Second)
 			for _, m := range got {
 				if string(m.RoutingKey) != tc.first {
-					t.Fatalf("%s: batch %v mixes queues, want all from %s", tc.strategy, ids(got), tc.first)
+					t.Fatalf("%s: batch %v mixes queues, want all from %s", tc.strategy, transporttest.IDs(got), tc.first)
 				}
 			}
-			rest := fetch(t, cons, 4)
+			rest := transporttest.FetchN(t, cons, 4, 5*time.Second)
 			cons.Ack(append(got, rest...)...)
-			release(got)
-			release(rest)
+			transporttest.Release(got)
+			transporttest.Release(rest)
 		})
 	}
 }
@@ -521,14 +480,14 @@ func TestPrefetchRaisedForHeldTasks(t *testing.T) {
 		publish(t, b, transporttest.NewMessage("pf", fmt.Sprint("pf-", i), 0))
 	}
 	cons := consume(t, b, 2, "pf")
-	got := fetch(t, cons, 2)
-	fetchNone(t, cons, 100*time.Millisecond)
+	got := transporttest.FetchN(t, cons, 2, 5*time.Second)
+	transporttest.FetchNone(t, cons, 100*time.Millisecond)
 	if cons.Held() != 2 {
 		t.Fatalf("Held = %d", cons.Held())
 	}
 	cons.SetPrefetch(4)
-	more := fetch(t, cons, 2)
-	fetchNone(t, cons, 100*time.Millisecond)
+	more := transporttest.FetchN(t, cons, 2, 5*time.Second)
+	transporttest.FetchNone(t, cons, 100*time.Millisecond)
 	all := append(got, more...)
 	if err := cons.Ack(all...); err != nil {
 		t.Fatal(err)
@@ -536,5 +495,5 @@ func TestPrefetchRaisedForHeldTasks(t *testing.T) {
 	if err := cons.Ack(all[0]); err == nil {
 		t.Fatal("second ack of the same message succeeded")
 	}
-	release(all)
+	transporttest.Release(all)
 }

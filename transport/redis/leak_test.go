@@ -36,11 +36,11 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fetchNone(t, c, 50*time.Millisecond) // arms the watchers
+		transporttest.FetchNone(t, c, 50*time.Millisecond) // arms the watchers
 		if err := b.Publish(ctx, transporttest.NewMessage("leak-a", "l-1", 0)); err != nil {
 			t.Fatal(err)
 		}
-		got := fetch(t, c, 1)
+		got := transporttest.FetchN(t, c, 1, 5*time.Second)
 		codec.ReleaseMessage(got[0])
 		be, _ := newBackend(t)
 		sub, err := be.Subscribe(ctx, "leak")

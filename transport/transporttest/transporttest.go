@@ -75,8 +75,9 @@ func NewMessage(queue, id string, priority uint8) *codec.Message {
 	return m
 }
 
-// fetchN fetches until n messages arrived or the deadline passes.
-func fetchN(t *testing.T, c transport.Consumer, n int, within time.Duration) []*codec.Message {
+// FetchN fetches until n messages arrived, failing the test if they do
+// not within the given time.
+func FetchN(t *testing.T, c transport.Consumer, n int, within time.Duration) []*codec.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
@@ -92,8 +93,8 @@ func fetchN(t *testing.T, c transport.Consumer, n int, within time.Duration) []*
 	return got
 }
 
-// fetchNone checks that nothing arrives within d.
-func fetchNone(t *testing.T, c transport.Consumer, d time.Duration) {
+// FetchNone fails the test if a message arrives within d.
+func FetchNone(t *testing.T, c transport.Consumer, d time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
@@ -103,7 +104,8 @@ func fetchNone(t *testing.T, c transport.Consumer, d time.Duration) {
 	}
 }
 
-func ids(ms []*codec.Message) []string {
+// IDs returns the task ids of ms.
+func IDs(ms []*codec.Message) []string {
 	out := make([]string, len(ms))
 	for i, m := range ms {
 		out[i] = string(m.ID)
@@ -111,7 +113,8 @@ func ids(ms []*codec.Message) []string {
 	return out
 }
 
-func release(ms []*codec.Message) {
+// Release releases each of ms with codec.ReleaseMessage.
+func Release(ms []*codec.Message) {
 	for _, m := range ms {
 		codec.ReleaseMessage(m)
 	}
@@ -162,14 +165,14 @@ func testFIFO(t *testing.T, h Harness) {
 		publish(t, b, NewMessage(q, id, 0))
 	}
 	c := consume(t, b, 0, q)
-	got := fetchN(t, c, 20, h.wait())
-	if !slices.Equal(ids(got), want) {
-		t.Fatalf("order %v, want %v", ids(got), want)
+	got := FetchN(t, c, 20, h.wait())
+	if !slices.Equal(IDs(got), want) {
+		t.Fatalf("order %v, want %v", IDs(got), want)
 	}
 	if err := c.Ack(got...); err != nil {
 		t.Fatal(err)
 	}
-	release(got)
+	Release(got)
 }
 
 func testRoundTrip(t *testing.T, h Harness) {
@@ -187,7 +190,7 @@ func testRoundTrip(t *testing.T, h Harness) {
 	m.ExtraHeaders = []byte(`{"custom":"x"}`)
 	publish(t, b, m)
 	c := consume(t, b, 0, q)
-	got := fetchN(t, c, 1, h.wait())[0]
+	got := FetchN(t, c, 1, h.wait())[0]
 	defer codec.ReleaseMessage(got)
 	for _, f := range []struct {
 		name      string
@@ -223,7 +226,7 @@ func testPriorities(t *testing.T, h Harness) {
 	q := h.queue(t, "prio")
 	publish(t, b, NewMessage(q, "p0", 0), NewMessage(q, "p9", 9), NewMessage(q, "p5", 5), NewMessage(q, "p0b", 0))
 	c := consume(t, b, 0, q)
-	got := ids(fetchN(t, c, 4, h.wait()))
+	got := IDs(FetchN(t, c, 4, h.wait()))
 	want := []string{"p9", "p5", "p0", "p0b"}
 	if !h.HighPriorityFirst {
 		want = []string{"p0", "p0b", "p5", "p9"}
@@ -240,22 +243,22 @@ func testPrefetch(t *testing.T, h Harness) {
 		publish(t, b, NewMessage(q, "pf-"+strconv.Itoa(i), 0))
 	}
 	c := consume(t, b, 3, q)
-	got := fetchN(t, c, 3, h.wait())
-	fetchNone(t, c, 200*time.Millisecond) // window full
+	got := FetchN(t, c, 3, h.wait())
+	FetchNone(t, c, 200*time.Millisecond) // window full
 	if err := c.Ack(got[0]); err != nil {
 		t.Fatal(err)
 	}
-	more := fetchN(t, c, 1, h.wait()) // one slot freed
-	fetchNone(t, c, 200*time.Millisecond)
+	more := FetchN(t, c, 1, h.wait()) // one slot freed
+	FetchNone(t, c, 200*time.Millisecond)
 	if err := c.SetPrefetch(5); err != nil {
 		t.Fatal(err)
 	}
-	wider := fetchN(t, c, 2, h.wait()) // bound raised by 2
+	wider := FetchN(t, c, 2, h.wait()) // bound raised by 2
 	all := append(append(got, more...), wider...)
 	if err := c.Ack(all[1:]...); err != nil {
 		t.Fatal(err)
 	}
-	release(all)
+	Release(all)
 }
 
 func testAcked(t *testing.T, h Harness) {
@@ -263,16 +266,16 @@ func testAcked(t *testing.T, h Harness) {
 	q := h.queue(t, "acked")
 	publish(t, b, NewMessage(q, "a-1", 0))
 	c := consume(t, b, 0, q)
-	got := fetchN(t, c, 1, h.wait())
+	got := FetchN(t, c, 1, h.wait())
 	if err := c.Ack(got...); err != nil {
 		t.Fatal(err)
 	}
-	release(got)
+	Release(got)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
 	c2 := consume(t, b, 0, q)
-	fetchNone(t, c2, 300*time.Millisecond)
+	FetchNone(t, c2, 300*time.Millisecond)
 }
 
 func testRejectRequeue(t *testing.T, h Harness) {
@@ -280,22 +283,22 @@ func testRejectRequeue(t *testing.T, h Harness) {
 	q := h.queue(t, "requeue")
 	publish(t, b, NewMessage(q, "rq-1", 0))
 	c := consume(t, b, 0, q)
-	got := fetchN(t, c, 1, h.wait())
+	got := FetchN(t, c, 1, h.wait())
 	if got[0].Redelivered {
 		t.Fatal("first delivery flagged redelivered")
 	}
 	if err := c.Reject(true, got...); err != nil {
 		t.Fatal(err)
 	}
-	release(got) // the caller still owns rejected messages
-	again := fetchN(t, c, 1, h.wait())
+	Release(got) // the caller still owns rejected messages
+	again := FetchN(t, c, 1, h.wait())
 	if string(again[0].ID) != "rq-1" || !again[0].Redelivered {
 		t.Fatalf("requeued message came back as %s redelivered=%v", again[0].ID, again[0].Redelivered)
 	}
 	if err := c.Ack(again...); err != nil {
 		t.Fatal(err)
 	}
-	release(again)
+	Release(again)
 }
 
 func testRejectDrop(t *testing.T, h Harness) {
@@ -303,12 +306,12 @@ func testRejectDrop(t *testing.T, h Harness) {
 	q := h.queue(t, "drop")
 	publish(t, b, NewMessage(q, "d-1", 0))
 	c := consume(t, b, 0, q)
-	got := fetchN(t, c, 1, h.wait())
+	got := FetchN(t, c, 1, h.wait())
 	if err := c.Reject(false, got...); err != nil {
 		t.Fatal(err)
 	}
-	release(got)
-	fetchNone(t, c, 300*time.Millisecond)
+	Release(got)
+	FetchNone(t, c, 300*time.Millisecond)
 }
 
 func testRedelivery(t *testing.T, h Harness) {
@@ -319,17 +322,17 @@ func testRedelivery(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fetchN(t, c, 3, h.wait())
+	got := FetchN(t, c, 3, h.wait())
 	if err := c.Ack(got[1]); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Close(); err != nil { // "dies" holding r-1 and r-3
 		t.Fatal(err)
 	}
-	release(got)
+	Release(got)
 	c2 := consume(t, b, 0, q)
-	back := fetchN(t, c2, 2, h.wait())
-	gotIDs := ids(back)
+	back := FetchN(t, c2, 2, h.wait())
+	gotIDs := IDs(back)
 	slices.Sort(gotIDs)
 	if !slices.Equal(gotIDs, []string{"r-1", "r-3"}) {
 		t.Fatalf("redelivered %v, want [r-1 r-3]", gotIDs)
@@ -342,8 +345,8 @@ func testRedelivery(t *testing.T, h Harness) {
 	if err := c2.Ack(back...); err != nil {
 		t.Fatal(err)
 	}
-	release(back)
-	fetchNone(t, c2, 200*time.Millisecond)
+	Release(back)
+	FetchNone(t, c2, 200*time.Millisecond)
 }
 
 func testFairness(t *testing.T, h Harness) {
@@ -355,14 +358,14 @@ func testFairness(t *testing.T, h Harness) {
 	publish(t, b, NewMessage(qb, "b-0", 0))
 	c := consume(t, b, 0, qa, qb)
 	// b-0 must not wait behind all 50 messages of a.
-	got := fetchN(t, c, 26, h.wait())
-	if !slices.Contains(ids(got), "b-0") {
-		t.Fatalf("queue b starved: first 26 deliveries %v", ids(got))
+	got := FetchN(t, c, 26, h.wait())
+	if !slices.Contains(IDs(got), "b-0") {
+		t.Fatalf("queue b starved: first 26 deliveries %v", IDs(got))
 	}
 	if err := c.Ack(got...); err != nil {
 		t.Fatal(err)
 	}
-	release(got)
+	Release(got)
 }
 
 func testFetchContext(t *testing.T, h Harness) {
@@ -437,7 +440,7 @@ func testConcurrent(t *testing.T, h Harness) {
 				if err := c.Ack(buf[:k]...); err != nil {
 					t.Error(err)
 				}
-				release(buf[:k])
+				Release(buf[:k])
 			}
 		}()
 	}
@@ -463,7 +466,7 @@ func testQueueChanges(t *testing.T, h Harness) {
 	ctx := context.Background()
 	c := consume(t, b, 0, qa)
 	publish(t, b, NewMessage(qb, "b-1", 0))
-	fetchNone(t, c, 200*time.Millisecond)
+	FetchNone(t, c, 200*time.Millisecond)
 
 	// A Fetch waiting on qa alone returns b-1 once qb is added.
 	fetched := make(chan []*codec.Message, 1)
@@ -485,13 +488,13 @@ func testQueueChanges(t *testing.T, h Harness) {
 		t.Fatalf("AddQueue of a consumed queue: %v", err)
 	}
 	got := <-fetched
-	if !slices.Equal(ids(got), []string{"b-1"}) {
-		t.Fatalf("after AddQueue fetched %v, want [b-1]", ids(got))
+	if !slices.Equal(IDs(got), []string{"b-1"}) {
+		t.Fatalf("after AddQueue fetched %v, want [b-1]", IDs(got))
 	}
 	if err := c.Ack(got...); err != nil {
 		t.Fatal(err)
 	}
-	release(got)
+	Release(got)
 
 	if err := c.CancelQueue(ctx, qa); err != nil {
 		t.Fatalf("CancelQueue: %v", err)
@@ -500,44 +503,44 @@ func testQueueChanges(t *testing.T, h Harness) {
 		t.Fatalf("CancelQueue of a cancelled queue: %v", err)
 	}
 	publish(t, b, NewMessage(qa, "a-1", 0), NewMessage(qb, "b-2", 0))
-	got = fetchN(t, c, 1, h.wait())
-	if !slices.Equal(ids(got), []string{"b-2"}) {
-		t.Fatalf("after cancelling %s fetched %v, want [b-2]", qa, ids(got))
+	got = FetchN(t, c, 1, h.wait())
+	if !slices.Equal(IDs(got), []string{"b-2"}) {
+		t.Fatalf("after cancelling %s fetched %v, want [b-2]", qa, IDs(got))
 	}
 	if err := c.Ack(got...); err != nil {
 		t.Fatal(err)
 	}
-	release(got)
-	fetchNone(t, c, 300*time.Millisecond)
+	Release(got)
+	FetchNone(t, c, 300*time.Millisecond)
 
 	// Every queue cancelled: Fetch waits; a-1 went to nobody.
 	if err := c.CancelQueue(ctx, qb); err != nil {
 		t.Fatal(err)
 	}
 	publish(t, b, NewMessage(qb, "b-3", 0))
-	fetchNone(t, c, 300*time.Millisecond)
+	FetchNone(t, c, 300*time.Millisecond)
 	other := consume(t, b, 0, qa)
-	got = fetchN(t, other, 1, h.wait())
-	if !slices.Equal(ids(got), []string{"a-1"}) {
-		t.Fatalf("a second consumer of the cancelled queue fetched %v, want [a-1]", ids(got))
+	got = FetchN(t, other, 1, h.wait())
+	if !slices.Equal(IDs(got), []string{"a-1"}) {
+		t.Fatalf("a second consumer of the cancelled queue fetched %v, want [a-1]", IDs(got))
 	}
 	if err := other.Ack(got...); err != nil {
 		t.Fatal(err)
 	}
-	release(got)
+	Release(got)
 
 	// A cancelled queue comes back.
 	if err := c.AddQueue(ctx, qb); err != nil {
 		t.Fatal(err)
 	}
-	got = fetchN(t, c, 1, h.wait())
-	if !slices.Equal(ids(got), []string{"b-3"}) {
-		t.Fatalf("after adding %s back fetched %v, want [b-3]", qb, ids(got))
+	got = FetchN(t, c, 1, h.wait())
+	if !slices.Equal(IDs(got), []string{"b-3"}) {
+		t.Fatalf("after adding %s back fetched %v, want [b-3]", qb, IDs(got))
 	}
 	if err := c.Ack(got...); err != nil {
 		t.Fatal(err)
 	}
-	release(got)
+	Release(got)
 }
 
 // testCancelSettle: messages fetched from a queue before it was cancelled
@@ -551,7 +554,7 @@ func testCancelSettle(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := fetchN(t, c, 3, h.wait())
+	got := FetchN(t, c, 3, h.wait())
 	if err := c.CancelQueue(ctx, q); err != nil {
 		t.Fatal(err)
 	}
@@ -568,17 +571,17 @@ func testCancelSettle(t *testing.T, h Harness) {
 	if err := c.Close(); err != nil { // s-3 is still held: requeued
 		t.Fatal(err)
 	}
-	release(got)
+	Release(got)
 	c2 := consume(t, b, 0, q)
-	back := fetchN(t, c2, 1, h.wait())
-	if !slices.Equal(ids(back), []string{"s-3"}) || !back[0].Redelivered {
-		t.Fatalf("after Close got %v (redelivered %v), want [s-3] redelivered", ids(back), back[0].Redelivered)
+	back := FetchN(t, c2, 1, h.wait())
+	if !slices.Equal(IDs(back), []string{"s-3"}) || !back[0].Redelivered {
+		t.Fatalf("after Close got %v (redelivered %v), want [s-3] redelivered", IDs(back), back[0].Redelivered)
 	}
 	if err := c2.Ack(back...); err != nil {
 		t.Fatal(err)
 	}
-	release(back)
-	fetchNone(t, c2, 200*time.Millisecond)
+	Release(back)
+	FetchNone(t, c2, 200*time.Millisecond)
 }
 
 // testCancelLosesNothing: cancelling a queue with messages prefetched or
@@ -600,10 +603,10 @@ func testCancelLosesNothing(t *testing.T, h Harness) {
 		if err := c.Ack(ms...); err != nil {
 			t.Fatal(err)
 		}
-		release(ms)
+		Release(ms)
 	}
 	c := consume(t, b, 10, q)
-	settle(c, fetchN(t, c, 2, h.wait()))
+	settle(c, FetchN(t, c, 2, h.wait()))
 	if err := c.CancelQueue(ctx, q); err != nil {
 		t.Fatal(err)
 	}
@@ -619,9 +622,9 @@ func testCancelLosesNothing(t *testing.T, h Harness) {
 	}
 	other := consume(t, b, 0, q)
 	if rest := n - len(seen); rest > 0 {
-		settle(other, fetchN(t, other, rest, h.wait()))
+		settle(other, FetchN(t, other, rest, h.wait()))
 	}
-	fetchNone(t, other, 200*time.Millisecond)
+	FetchNone(t, other, 200*time.Millisecond)
 	if len(seen) != n {
 		t.Fatalf("saw %d distinct messages, want %d", len(seen), n)
 	}
