@@ -612,3 +612,44 @@ func TestContentNotAcceptedIsRejected(t *testing.T) {
 	app.SendRaw(ctx, "t.x", nil, nil)
 	eventually(t, "json task", func() bool { return ran.Load() == 1 && w.Stats().Rejected.Load() == 1 })
 }
+
+// One executor runs tasks in the order they were sent, while the fetch
+// loop and the executor's own polling both take messages from the broker.
+func TestOneExecutorKeepsQueueOrder(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	const n = 5000
+	var mu sync.Mutex
+	order := make([]int, 0, n)
+	done := make(chan struct{})
+	RegisterRaw(app, "t.seq", func(_ context.Context, task *Task) error {
+		var args [1]int
+		if err := json.Unmarshal(task.Args(), &args); err != nil {
+			return err
+		}
+		mu.Lock()
+		order = append(order, args[0])
+		if len(order) == n {
+			close(done)
+		}
+		mu.Unlock()
+		return nil
+	}, TaskIgnoreResult(true))
+	startWorker(t, app, WorkerConfig{Concurrency: 1, PrefetchMultiplier: 2})
+	ctx := testCtx(t, 20*time.Second)
+	for i := range n {
+		if err := app.SendRaw(ctx, "t.seq", fmt.Appendf(nil, "[%d]", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatalf("ran %d of %d tasks", len(order), n)
+	}
+	for i, v := range order {
+		if v != i {
+			t.Fatalf("task %d ran in place %d (order %v...)", v, i, order[max(0, i-3):i+1])
+		}
+	}
+}

@@ -26,6 +26,8 @@ type slotState struct {
 	runs    uint             // tasks run, for ageCheck
 	rec     codec.Result
 	buf     []byte
+	fetched []*codec.Message // poll's batch
+	ready   []job            // poll's runnable jobs
 
 	// ctx is the context handed to tasks; it is replaced only after a
 	// task cancelled it (terminate, soft time limit), so that tasks share
@@ -502,8 +504,18 @@ func (w *Worker) afterTask(st *slotState) {
 // pending acknowledgements with ackDelay.
 const ageCheck = 4
 
-// flush is the pool's idle hook: send what is pending.
+// flush is the solo and prefork pools' idle hook: send what is pending.
 func (w *Worker) flush(s *pool.Slot) { w.flushSlot(s.State.(*slotState)) }
+
+// idle is the goroutine pool's idle hook: send what is pending, then poll
+// the broker when it can be polled.
+func (w *Worker) idle(s *pool.Slot) {
+	st := s.State.(*slotState)
+	w.flushSlot(st)
+	if w.poller != nil {
+		w.poll(st)
+	}
+}
 
 func (w *Worker) flushSlot(st *slotState) {
 	st.flushed = time.Now()

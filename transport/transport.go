@@ -62,6 +62,22 @@ type Consumer interface {
 	Close() error
 }
 
+// Poller is implemented by consumers that can take messages without
+// waiting (the memory transport). A worker's executors poll when they run
+// out of work, so a message already in the broker reaches an idle executor
+// without a hop through the fetch loop (which waits with Wait instead of
+// Fetch). Poll and Wait are safe for concurrent use with each other and
+// with the Consumer's methods.
+type Poller interface {
+	// Poll is Fetch without the wait: n is 0 when no message is ready or
+	// the prefetch bound leaves no room.
+	Poll(dst []*codec.Message) (n int, err error)
+	// Wait returns when a Poll may find a message (the prefetch bound
+	// leaves room and a queue has one), or when ctx is done. A Poll after
+	// it may still find nothing: another caller may have taken it.
+	Wait(ctx context.Context) error
+}
+
 // Backend stores result records (the JSON documents of celery-wire.md §5,
 // encoded by the engine with codec.AppendResultJSON) under task ids.
 // Implementations must be safe for concurrent use.

@@ -49,7 +49,10 @@ func NewBroker() *Broker {
 	return b
 }
 
-var _ transport.Broker = (*Broker)(nil)
+var (
+	_ transport.Broker = (*Broker)(nil)
+	_ transport.Poller = (*Consumer)(nil)
+)
 
 // queue returns the named queue, creating it.
 func (b *Broker) queue(name []byte) *queue {
@@ -200,30 +203,53 @@ func (c *Consumer) signalRoom() {
 // Fetch implements transport.Consumer.
 func (c *Consumer) Fetch(ctx context.Context, dst []*codec.Message) (int, error) {
 	for {
+		if n, err := c.Poll(dst); n > 0 || err != nil {
+			return n, err
+		}
+		if err := c.Wait(ctx); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// Poll implements transport.Poller: Fetch without the wait.
+func (c *Consumer) Poll(dst []*codec.Message) (int, error) {
+	if c.b.closed.Load() {
+		return 0, ErrClosed
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, ErrClosed
+	}
+	room := len(dst)
+	if c.prefetch > 0 {
+		room = min(room, c.prefetch-c.held)
+	}
+	if room <= 0 {
+		return 0, nil
+	}
+	return c.takeLocked(dst[:room]), nil
+}
+
+// Wait implements transport.Poller: it returns once the prefetch bound
+// leaves room and one of c's queues has a message.
+func (c *Consumer) Wait(ctx context.Context) error {
+	for {
 		if c.b.closed.Load() {
-			return 0, ErrClosed
+			return ErrClosed
 		}
 		c.mu.Lock()
 		if c.closed {
 			c.mu.Unlock()
-			return 0, ErrClosed
-		}
-		room := len(dst)
-		if c.prefetch > 0 {
-			room = min(room, c.prefetch-c.held)
-		}
-		if room > 0 {
-			if n := c.takeLocked(dst[:room]); n > 0 {
-				c.mu.Unlock()
-				return n, nil
-			}
+			return ErrClosed
 		}
 		wait := c.acked
-		if room > 0 {
+		if c.prefetch == 0 || c.held < c.prefetch {
 			wait = c.wake
-			if c.waitLocked() { // a message arrived meanwhile
+			if c.waitLocked() { // a message is ready
 				c.mu.Unlock()
-				continue
+				return nil
 			}
 		}
 		c.mu.Unlock()
@@ -231,7 +257,7 @@ func (c *Consumer) Fetch(ctx context.Context, dst []*codec.Message) (int, error)
 		case <-wait:
 		case <-ctx.Done():
 			c.unwait()
-			return 0, ctx.Err()
+			return ctx.Err()
 		}
 	}
 }

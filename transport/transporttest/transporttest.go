@@ -153,6 +153,7 @@ func RunBroker(t *testing.T, h Harness) {
 	t.Run("QueuesAddedAndCancelled", func(t *testing.T) { testQueueChanges(t, h) })
 	t.Run("CancelledQueueMessagesStaySettleable", func(t *testing.T) { testCancelSettle(t, h) })
 	t.Run("CancelLosesNothing", func(t *testing.T) { testCancelLosesNothing(t, h) })
+	t.Run("Poller", func(t *testing.T) { testPoller(t, h) })
 }
 
 func testFIFO(t *testing.T, h Harness) {
@@ -633,4 +634,85 @@ func testCancelLosesNothing(t *testing.T, h Harness) {
 			t.Fatalf("%s delivered %d times", id, k)
 		}
 	}
+}
+
+// testPoller checks transport.Poller where the consumer implements it:
+// Poll never waits and keeps the prefetch bound; Wait returns only when a
+// Poll can find a message; Poll and Fetch side by side hand each message
+// out once, in queue order.
+func testPoller(t *testing.T, h Harness) {
+	b := h.NewBroker(t)
+	q := h.queue(t, "poll")
+	c := consume(t, b, 3, q)
+	p, ok := c.(transport.Poller)
+	if !ok {
+		t.Skipf("%T does not implement transport.Poller", c)
+	}
+	buf := make([]*codec.Message, 8)
+	if n, err := p.Poll(buf); n != 0 || err != nil {
+		t.Fatalf("Poll on an empty queue: %d, %v", n, err)
+	}
+	waitFor := func(d time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		return p.Wait(ctx)
+	}
+	if err := waitFor(100 * time.Millisecond); err == nil {
+		t.Fatal("Wait returned on an empty queue")
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- waitFor(h.wait()) }()
+	time.Sleep(20 * time.Millisecond)
+	for i := range 5 {
+		publish(t, b, NewMessage(q, "poll-"+strconv.Itoa(i), 0))
+	}
+	if err := <-waited; err != nil {
+		t.Fatalf("Wait after a publish: %v", err)
+	}
+	n, err := p.Poll(buf)
+	if err != nil || n != 3 {
+		t.Fatalf("Poll with prefetch 3: %d, %v", n, err)
+	}
+	got := slices.Clone(buf[:n])
+	if n, _ := p.Poll(buf); n != 0 {
+		t.Fatalf("Poll took %d messages past the prefetch bound", n)
+	}
+	if err := waitFor(100 * time.Millisecond); err == nil {
+		t.Fatal("Wait returned with the prefetch window full")
+	}
+	go func() { waited <- waitFor(h.wait()) }()
+	time.Sleep(20 * time.Millisecond)
+	if err := c.Ack(got[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; err != nil {
+		t.Fatalf("Wait after an ack made room: %v", err)
+	}
+	// The rest, by Fetch and Poll taking turns: each once, in order.
+	if err := c.SetPrefetch(0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 5; i < 40; i++ {
+		publish(t, b, NewMessage(q, "poll-"+strconv.Itoa(i), 0))
+	}
+	for len(got) < 40 {
+		if len(got)%2 == 0 {
+			got = append(got, FetchN(t, c, 1, h.wait())...)
+			continue
+		}
+		if n, err := p.Poll(buf[:1]); err != nil {
+			t.Fatal(err)
+		} else {
+			got = append(got, buf[:n]...)
+		}
+	}
+	for i, id := range IDs(got) {
+		if want := "poll-" + strconv.Itoa(i); id != want {
+			t.Fatalf("message %d is %s, want %s", i, id, want)
+		}
+	}
+	if err := c.Ack(got[1:]...); err != nil {
+		t.Fatal(err)
+	}
+	Release(got)
 }
