@@ -93,6 +93,38 @@ func TestGoroutineConcurrencyIsTheNumberOfExecutors(t *testing.T) {
 	}
 }
 
+// Executors are woken one at a time, each by the one before when it took
+// a job and left more behind: a batch of jobs that block must still reach
+// every executor.
+func TestGoroutineOneBatchOfBlockingJobsReachesEveryExecutor(t *testing.T) {
+	t.Parallel()
+	const n = 16
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	started.Add(n)
+	p, err := NewGoroutine(Config{Concurrency: n}, func(_ *Slot, _ int) {
+		started.Done()
+		<-release
+	}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	defer close(release)
+	time.Sleep(20 * time.Millisecond) // let the executors park
+	jobs := make([]int, n)
+	if err := p.Submit(jobs...); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { started.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%d jobs still queued: not every executor was woken", p.Queued())
+	}
+}
+
 func TestGoroutineRunQueueGrowsBeyondItsInitialSize(t *testing.T) {
 	t.Parallel()
 	block := make(chan struct{})
