@@ -282,7 +282,9 @@ func (c *Consumer) waitLocked() bool {
 // takeLocked moves up to len(dst) messages into dst: highest priority
 // first; within a level, one message from each queue in turn, starting
 // with a different queue on every call. c.mu is held; it takes the queue
-// mutexes, in name order, for the duration.
+// mutexes, in name order, only while it moves pointers: the messages
+// themselves (their tags) are touched after, so that a producer publishing
+// meanwhile waits for no cache miss on a message written by another core.
 func (c *Consumer) takeLocked(dst []*codec.Message) int {
 	for _, q := range c.queues {
 		q.mu.Lock()
@@ -297,10 +299,8 @@ func (c *Consumer) takeLocked(dst []*codec.Message) int {
 				if r.len() == 0 {
 					continue
 				}
-				m := r.popFront()
+				dst[n] = r.popFront()
 				q.n--
-				c.track(m)
-				dst[n] = m
 				n++
 				progress = true
 			}
@@ -308,6 +308,9 @@ func (c *Consumer) takeLocked(dst []*codec.Message) int {
 	}
 	for _, q := range c.queues {
 		q.mu.Unlock()
+	}
+	for _, m := range dst[:n] {
+		c.track(m)
 	}
 	if n > 0 && len(c.queues) > 1 {
 		c.next = (c.next + 1) % len(c.queues)
