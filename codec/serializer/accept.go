@@ -59,7 +59,7 @@ func (a Accept) Check(contentType []byte) error {
 	if len(contentType) == 0 {
 		return nil // kombu reads it as application/data
 	}
-	if s, ok := ByContentType(contentType); ok {
+	if s := byContentType(contentType); s != nil {
 		if s.kind == kindRaw || s.kind == kindText || a.known&(1<<s.kind) != 0 {
 			return nil
 		}

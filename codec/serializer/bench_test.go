@@ -151,3 +151,19 @@ func BenchmarkFormats(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAcceptCheckJSON: the worker checks every received message's
+// content type against accept_content.
+func BenchmarkAcceptCheckJSON(b *testing.B) {
+	a, err := NewAccept("json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ct := []byte("application/json")
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := a.Check(ct); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

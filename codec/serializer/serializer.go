@@ -89,16 +89,29 @@ func ByName(name string) (Serializer, bool) {
 // Raw, as kombu reads a message without one as application/data. It does not
 // allocate; ct is not retained.
 func ByContentType(ct []byte) (Serializer, bool) {
-	if len(ct) == 0 {
-		return Raw, true
-	}
-	s := unsafeconv.String(ct)
-	for _, r := range registry {
-		if strings.EqualFold(r.ContentType, s) {
-			return *r, true
-		}
+	if r := byContentType(ct); r != nil {
+		return *r, true
 	}
 	return Serializer{}, false
+}
+
+// byContentType is ByContentType without the copy; nil = unknown.
+func byContentType(ct []byte) *Serializer {
+	if len(ct) == 0 {
+		return &Raw
+	}
+	s := unsafeconv.String(ct)
+	for _, r := range registry { // exact match first: what every client sends
+		if r.ContentType == s {
+			return r
+		}
+	}
+	for _, r := range registry {
+		if strings.EqualFold(r.ContentType, s) {
+			return r
+		}
+	}
+	return nil
 }
 
 // errPickle is the refusal of pickle.
