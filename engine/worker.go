@@ -378,10 +378,10 @@ func (w *Worker) fetchSize() int { return min(max(w.prefetch, 1), 256) }
 // dispatch routes fetched messages, hands the runnable ones to the pool
 // and clears msgs. ready is scratch space; dispatch returns it for reuse.
 func (w *Worker) dispatch(msgs []*codec.Message, ready []job) []job {
-	now := time.Now()
+	var clock batchClock
 	ready = ready[:0]
 	for _, m := range msgs {
-		if j, ok := w.route(m, now); ok {
+		if j, ok := w.route(m, &clock); ok {
 			ready = append(ready, j)
 		}
 	}
@@ -419,9 +419,21 @@ func (w *Worker) poll(st *slotState) {
 	}
 }
 
+// batchClock reads the clock for a batch of messages once, and only if one
+// of them needs it (an ETA, an expiry, a rate limit): time.Now costs about
+// as much as routing a message (47 ns on the 2-core VMs measured).
+type batchClock struct{ t time.Time }
+
+func (c *batchClock) now() time.Time {
+	if c.t.IsZero() {
+		c.t = time.Now()
+	}
+	return c.t
+}
+
 // route decides what happens to a fetched message: run now (returns the
 // job), hold for its ETA or rate limit, or answer it at once.
-func (w *Worker) route(m *codec.Message, now time.Time) (job, bool) {
+func (w *Worker) route(m *codec.Message, clock *batchClock) (job, bool) {
 	w.stats.Received.Add(1)
 	def := w.app.lookup(m.Task)
 	if def == nil {
@@ -441,28 +453,33 @@ func (w *Worker) route(m *codec.Message, now time.Time) (job, bool) {
 		w.discard(m, "revoked")
 		return job{}, false
 	}
-	if !m.Expires.IsZero() && now.After(m.Expires) {
+	if !m.Expires.IsZero() && clock.now().After(m.Expires) {
 		w.discard(m, "expired")
 		return job{}, false
 	}
-	if !m.ETA.IsZero() && m.ETA.After(now) {
+	if !m.ETA.IsZero() && m.ETA.After(clock.now()) {
 		w.hold(j, m.ETA)
 		return job{}, false
 	}
-	return w.admit(j, now)
+	return w.admit(j, clock)
 }
 
 // admit takes j's rate-limit token: run now (true), or hold j until the
 // token is due. A held task occupies no pool slot and delays no other task
 // type.
-func (w *Worker) admit(j job, now time.Time) (job, bool) {
+func (w *Worker) admit(j job, clock *batchClock) (job, bool) {
 	if j.admitted {
 		return j, true
 	}
 	j.admitted = true
-	// now, read once per fetched batch, stands for the clock: a clock read
-	// per message costs more than the rest of admit.
-	if wait := w.limits.Reserve(unsafeconv.String(j.m.Task), ratelimit.At(now)); wait > 0 {
+	b := w.limits.Find(unsafeconv.String(j.m.Task))
+	if b == nil {
+		return j, true
+	}
+	// The batch's time stands for the clock: a clock read per message
+	// costs more than the rest of admit.
+	now := clock.now()
+	if wait := b.Reserve(ratelimit.At(now)); wait > 0 {
 		w.hold(j, now.Add(wait))
 		return job{}, false
 	}
@@ -477,6 +494,7 @@ func (w *Worker) hold(j job, due time.Time) {
 
 // release hands held jobs that came due to the pool.
 func (w *Worker) release(jobs []job, now time.Time) {
+	clock := batchClock{now}
 	ready := jobs[:0]
 	for _, j := range jobs {
 		w.held.Add(-1)
@@ -488,7 +506,7 @@ func (w *Worker) release(jobs []job, now time.Time) {
 			w.discard(j.m, "expired")
 			continue
 		}
-		if j, ok := w.admit(j, now); ok {
+		if j, ok := w.admit(j, &clock); ok {
 			ready = append(ready, j)
 		}
 	}

@@ -22,8 +22,8 @@ type slotState struct {
 	task    Task
 	pending []*codec.Message // acknowledgements not sent yet
 	release []*codec.Message // messages to release after the next flush
-	flushed time.Time        // last flush: no pending ack is older
-	runs    uint             // tasks run, for ageCheck
+	flushed time.Duration    // last flush, as monoSince: no pending ack is older
+	unsent  uint             // tasks run since the last flush, for ageCheck
 	rec     codec.Result
 	buf     []byte
 	fetched []*codec.Message // poll's batch
@@ -490,12 +490,14 @@ func (st *slotState) uncollect(m *codec.Message) {
 }
 
 // afterTask sends acknowledgements when enough are pending, or, checked
-// every ageCheck tasks to keep clock reads off the per-task path, when the
-// oldest has waited ackDelay.
+// every ageCheck tasks after a flush to keep clock reads off the per-task
+// path, when the oldest has waited ackDelay. An executor that runs out of
+// work flushes on its own (idle), so a busy stream of small batches reads
+// no clock here at all.
 func (w *Worker) afterTask(st *slotState) {
-	st.runs++
+	st.unsent++
 	if len(st.release) >= ackBatch ||
-		(len(st.pending) > 0 && st.runs%ageCheck == 0 && time.Since(st.flushed) >= ackDelay) {
+		(len(st.pending) > 0 && st.unsent%ageCheck == 0 && monoSince()-st.flushed >= ackDelay) {
 		w.flushSlot(st)
 	}
 }
@@ -503,6 +505,13 @@ func (w *Worker) afterTask(st *slotState) {
 // ageCheck is how often (in tasks) an executor compares the age of its
 // pending acknowledgements with ackDelay.
 const ageCheck = 4
+
+// monoEpoch is the origin of monoSince.
+var monoEpoch = time.Now()
+
+// monoSince reads the monotonic clock alone (time.Now reads the wall
+// clock too): the executors' ack-age bookkeeping reads it once per flush.
+func monoSince() time.Duration { return time.Since(monoEpoch) }
 
 // flush is the solo and prefork pools' idle hook: send what is pending.
 func (w *Worker) flush(s *pool.Slot) { w.flushSlot(s.State.(*slotState)) }
@@ -518,7 +527,7 @@ func (w *Worker) idle(s *pool.Slot) {
 }
 
 func (w *Worker) flushSlot(st *slotState) {
-	st.flushed = time.Now()
+	st.flushed, st.unsent = monoSince(), 0
 	if len(st.pending) > 0 {
 		if err := w.consumer.Ack(st.pending...); err != nil {
 			w.app.warnf("worker: ack", "n", len(st.pending), "err", err)

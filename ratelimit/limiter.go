@@ -60,6 +60,9 @@ func (l *Limiter) Bucket(task string) *Bucket {
 	return l.addLocked(task)
 }
 
+// Find returns the bucket of task, nil if it has none (it is unlimited).
+func (l *Limiter) Find(task string) *Bucket { return l.lookup(task) }
+
 // Reserve is Bucket.Reserve for task's bucket; an unknown task is unlimited.
 func (l *Limiter) Reserve(task string, now int64) time.Duration {
 	if b := l.lookup(task); b != nil {
