@@ -81,7 +81,11 @@ func (q *etaQueue) drain() []job {
 // setPrefetch records want as the consumer's bound; it reports whether it
 // changed.
 func (q *etaQueue) setPrefetch(want int) bool {
-	return q.prefetch.Swap(int64(want)+1) != int64(want)+1
+	v := int64(want) + 1
+	// Loaded first: it is called for every fetched batch, from the fetch
+	// loop and polling executors on other processors, and mostly finds the
+	// bound unchanged; a load leaves the cache line shared.
+	return q.prefetch.Load() != v && q.prefetch.Swap(v) != v
 }
 
 // run releases due jobs to w until ctx ends.
