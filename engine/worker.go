@@ -221,9 +221,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		w.exec = x
 	default:
-		if p, ok := consumer.(transport.Poller); ok {
-			w.poller = p
-		}
+		w.poller, _ = consumer.(transport.Poller)
 		p, err := pool.NewGoroutine(pool.Config{
 			Concurrency: w.cfg.Concurrency, MaxTasksPerChild: w.cfg.MaxTasksPerChild,
 			QueueSize: 2 * w.prefetch, Logger: w.app.log,
