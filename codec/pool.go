@@ -53,6 +53,21 @@ func (m *Message) NewID() {
 	m.ID = m.idBuf[:]
 }
 
+// AppendUUID appends a fresh random UUID4 in canonical text form, from
+// the same source as NewID.
+func AppendUUID(dst []byte) []byte {
+	var id [36]byte
+	putUUID4(&id)
+	return append(dst, id[:]...)
+}
+
+// NewUUID returns a fresh random UUID4 (see AppendUUID).
+func NewUUID() string {
+	var id [36]byte
+	putUUID4(&id)
+	return string(id[:])
+}
+
 // NewDeliveryTag sets m.DeliveryTag to a fresh UUID4, as kombu does for
 // every publish on Redis (the tag is the key of the unacked entry).
 func (m *Message) NewDeliveryTag() {

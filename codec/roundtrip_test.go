@@ -270,6 +270,9 @@ func TestPoolAndIDs(t *testing.T) {
 	if !re.Match(m.ID) || !re.Match(m.DeliveryTag) || bytes.Equal(m.ID, m.DeliveryTag) {
 		t.Errorf("ids: %s %s", m.ID, m.DeliveryTag)
 	}
+	if u, v := NewUUID(), AppendUUID([]byte("id=")); !re.MatchString(u) || !re.Match(v[3:]) || string(v[:3]) != "id=" || u == string(v[3:]) {
+		t.Errorf("NewUUID %s, AppendUUID %s", u, v)
+	}
 	seen := map[string]bool{}
 	for range 1000 {
 		m.NewID()

@@ -1,7 +1,6 @@
 package control
 
 import (
-	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"math"
@@ -9,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	json "github.com/goccy/go-json"
+
+	"github.com/celerity-go/celerity/codec"
 )
 
 // Message is one remote-control command, reply or event batch as it
@@ -124,7 +125,7 @@ func appendEnvelope(dst []byte, m *Message, exchange, routingKey string) []byte 
 	dst = append(dst, `, "routing_key": `...)
 	dst = appendString(dst, routingKey)
 	dst = append(dst, `}, "priority": 0, "body_encoding": "base64", "delivery_tag": "`...)
-	dst = appendUUID(dst)
+	dst = codec.AppendUUID(dst)
 	return append(dst, `"}}`...)
 }
 
@@ -296,21 +297,5 @@ func appendString(dst []byte, s string) []byte {
 // it to encode without reflection.
 func AppendString(dst []byte, s string) []byte { return appendString(dst, s) }
 
-// appendUUID appends a random (version 4) UUID.
-func appendUUID(dst []byte) []byte {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	for i, c := range b {
-		switch i {
-		case 4, 6, 8, 10:
-			dst = append(dst, '-')
-		}
-		dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
-	}
-	return dst
-}
-
 // NewUUID returns a random (version 4) UUID string.
-func NewUUID() string { return string(appendUUID(make([]byte, 0, 36))) }
+func NewUUID() string { return codec.NewUUID() }

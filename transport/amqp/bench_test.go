@@ -374,7 +374,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 			b.ResetTimer()
 			for range b.N {
 				start := time.Now()
-				tid := newUUID()
+				tid := codec.NewUUID()
 				if err := client.SendRaw(ctx, "bench.add", args, nil, engine.TaskID(tid)); err != nil {
 					b.Fatal(err)
 				}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 
@@ -44,7 +43,7 @@ func NewBroker(ctx context.Context, url string, opts ...Option) (*Broker, error)
 	if err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: defaultConfig(), url: norm, oid: newUUID(), consumers: map[*Consumer]struct{}{}}
+	b := &Broker{cfg: defaultConfig(), url: norm, oid: codec.NewUUID(), consumers: map[*Consumer]struct{}{}}
 	for _, o := range opts {
 		o(&b.cfg)
 	}
@@ -225,26 +224,6 @@ func (b *Broker) onDeclChannel(ctx context.Context, f func(ch *amqp091.Channel) 
 		return err
 	}
 	return s.withDeclChannel(f)
-}
-
-// newUUID returns a random UUID4 in canonical text form.
-func newUUID() string {
-	const hex = "0123456789abcdef"
-	var u [16]byte
-	x, y := rand.Uint64(), rand.Uint64()
-	for i := range 8 {
-		u[i], u[8+i] = byte(x>>(8*i)), byte(y>>(8*i))
-	}
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	out := make([]byte, 0, 36)
-	for i, c := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			out = append(out, '-')
-		}
-		out = append(out, hex[c>>4], hex[c&0xf])
-	}
-	return string(out)
 }
 
 // errorf wraps err with the operation for the caller.

@@ -197,7 +197,7 @@ func TestPublishErrors(t *testing.T) {
 	b := newTestBroker(t)
 	ctx := ctxT(t, 10*time.Second)
 
-	m := newTask("no-such-binding-"+newUUID(), "returned-1")
+	m := newTask("no-such-binding-"+codec.NewUUID(), "returned-1")
 	m.Exchange = []byte("amq.direct")
 	err := b.Publish(ctx, m)
 	var pe *PublishError
@@ -217,7 +217,7 @@ func TestPublishErrors(t *testing.T) {
 	}
 
 	m = newTask("x", "lost-1")
-	m.Exchange = []byte("no-such-exchange-" + newUUID())
+	m.Exchange = []byte("no-such-exchange-" + codec.NewUUID())
 	err = b.Publish(ctx, m)
 	var ae *amqp091.Error
 	if !errors.As(err, &ae) || ae.Code != amqp091.NotFound {
@@ -230,7 +230,7 @@ func TestPublishErrors(t *testing.T) {
 	if n, err := b.QueueLen(ctx, q); err != nil || n != 1 {
 		t.Fatalf("queue holds %d (%v), want 1", n, err)
 	}
-	if b.Purge(q) != 1 || b.Purge("no-such-queue-"+newUUID()) != 0 {
+	if b.Purge(q) != 1 || b.Purge("no-such-queue-"+codec.NewUUID()) != 0 {
 		t.Fatal("Purge")
 	}
 }
@@ -287,7 +287,7 @@ func TestPublishRawEvent(t *testing.T) {
 	t.Parallel()
 	b := newTestBroker(t)
 	ctx := ctxT(t, 10*time.Second)
-	q := EventQueue(newUUID(), "task.#")
+	q := EventQueue(codec.NewUUID(), "task.#")
 	t.Cleanup(func() { adminBroker(t).DeleteQueue(context.Background(), q.Name) })
 	if err := b.Declare(ctx, q); err != nil {
 		t.Fatal(err)

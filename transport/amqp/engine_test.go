@@ -12,6 +12,7 @@ import (
 
 	json "github.com/goccy/go-json"
 
+	"github.com/celerity-go/celerity/codec"
 	"github.com/celerity-go/celerity/engine"
 	"github.com/celerity-go/celerity/internal/interoptest"
 	"github.com/celerity-go/celerity/transport"
@@ -137,7 +138,7 @@ func TestEngineRPCAcrossClients(t *testing.T) {
 
 	// The STARTED state went through the reply queue too.
 	ctx := ctxT(t, 10*time.Second)
-	id := newUUID()
+	id := codec.NewUUID()
 	sub, err := client.Backend().Subscribe(ctx, id)
 	if err != nil {
 		t.Fatal(err)
