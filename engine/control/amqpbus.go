@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net"
 	"net/url"
-	"os"
 	"sync"
 	"time"
 
@@ -43,9 +41,6 @@ type AMQPBus struct {
 	listeners map[*amqpListener]struct{}
 }
 
-// amqpDialTimeout bounds TCP connect plus the AMQP handshake.
-const amqpDialTimeout = 10 * time.Second
-
 // OpenAMQP connects to the RabbitMQ server of a Celery broker URL
 // (amqp://, amqps://, pyamqp://; "amqp://h//" is vhost "/") and returns
 // a bus. It fails if the server cannot be reached within ctx.
@@ -76,31 +71,9 @@ func OpenAMQP(ctx context.Context, rawURL string, opts ...BusOption) (*AMQPBus, 
 }
 
 func (b *AMQPBus) dial(ctx context.Context, role string) (*amqp091.Connection, error) {
-	props := amqp091.NewConnectionProperties()
-	host, _ := os.Hostname()
-	props.SetClientConnectionName(fmt.Sprintf("celerity %d@%s %s", os.Getpid(), host, role))
-	conn, err := amqp091.DialConfig(b.url, amqp091.Config{
-		Heartbeat:  10 * time.Second,
-		Properties: props,
-		Locale:     "en_US",
-		Dial: func(network, addr string) (net.Conn, error) {
-			dctx, cancel := context.WithTimeout(ctx, amqpDialTimeout)
-			defer cancel()
-			var d net.Dialer
-			c, err := d.DialContext(dctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			deadline, _ := dctx.Deadline()
-			if err := c.SetDeadline(deadline); err != nil {
-				c.Close()
-				return nil, err
-			}
-			return c, nil
-		},
-	})
+	conn, err := amqp.Dial(ctx, b.url, role)
 	if err != nil {
-		return nil, fmt.Errorf("control: dial %s: %w", redact(b.url), err)
+		return nil, fmt.Errorf("control: %w", err)
 	}
 	return conn, nil
 }

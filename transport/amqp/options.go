@@ -153,6 +153,22 @@ func normalizeURL(raw string) (string, error) {
 	return out, nil
 }
 
+// Dial opens one AMQP connection to a Celery broker URL as the transport
+// does (the URL schemes of normalizeURL, heartbeat, TLS, the dial timeout
+// bounding connect and handshakes, connection name "<name> <role>"), for
+// other clients of the same server such as the remote-control bus.
+func Dial(ctx context.Context, rawURL, role string, opts ...Option) (*amqp091.Connection, error) {
+	norm, err := normalizeURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	c := defaultConfig()
+	for _, o := range opts {
+		o(&c)
+	}
+	return c.dial(ctx, norm, role)
+}
+
 // dial opens one AMQP connection, bounded by ctx and the dial timeout.
 func (c *config) dial(ctx context.Context, rawURL, role string) (*amqp091.Connection, error) {
 	props := amqp091.NewConnectionProperties()
