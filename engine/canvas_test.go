@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -222,7 +223,7 @@ func TestLinksGoAsGroups(t *testing.T) {
 	seen := map[string][2]string{} // id -> group, parent
 	RegisterRaw(app, "c.record", func(_ context.Context, task *Task) error {
 		mu.Lock()
-		seen[task.ID] = [2]string{task.GroupID, task.ParentID}
+		seen[strings.Clone(task.ID)] = [2]string{strings.Clone(task.GroupID), strings.Clone(task.ParentID)} // views die with the task
 		mu.Unlock()
 		return nil
 	})

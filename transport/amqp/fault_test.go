@@ -121,7 +121,7 @@ func newRunLog() *runLog { return &runLog{runs: map[string]int{}} }
 
 func (r *runLog) add(id string, redelivered bool) {
 	r.mu.Lock()
-	r.runs[id]++
+	r.runs[strings.Clone(id)]++ // a task id is a view that dies with the task
 	r.total++
 	if redelivered {
 		r.redelivered++

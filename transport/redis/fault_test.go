@@ -307,7 +307,7 @@ func TestFaultRedisRestart(t *testing.T) {
 	runs := map[string]int{}
 	engine.RegisterRaw(app, "fault.count", func(ctx context.Context, t *engine.Task) error {
 		mu.Lock()
-		runs[t.ID]++
+		runs[strings.Clone(t.ID)]++ // a view that dies with the task
 		mu.Unlock()
 		t.Return([]byte(`"ok"`))
 		return nil

@@ -171,7 +171,7 @@ func testPythonToGo(t *testing.T, serializer string) {
 	runs := map[string]run{}
 	interoptest.RegisterTasks(app, func(tk *engine.Task) {
 		mu.Lock()
-		runs[tk.ID] = run{ran: time.Now(), eta: tk.ETA}
+		runs[strings.Clone(tk.ID)] = run{ran: time.Now(), eta: tk.ETA} // a view that dies with the task
 		mu.Unlock()
 	})
 
