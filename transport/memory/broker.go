@@ -26,6 +26,18 @@ const levels = 10
 // consumers and acknowledgements of different queues and consumers do not
 // contend. A goroutine holding a consumer's mutex may take queue mutexes,
 // always in name order; never the reverse.
+//
+// A producer publishing while a consumer takes a batch waits for the
+// queue's mutex, and sync.Mutex spins before it parks: a sixth of the CPU
+// of BenchmarkEngineMemoryNoop at c=2 (in engine) is that spin. Two ways
+// around it were measured slower there (medians of 25-41 interleaved
+// runs): separate producer and consumer locks over a list of chunks with
+// an atomic fill count (+6 to +13 % ns/task: with nothing to space them
+// out, consumers take a message or two at a time and the two sides pass
+// the same cache lines back and forth for each), and an inbox in which a
+// producer that finds the mutex taken leaves its messages for the holder
+// to move (+14 %: the moving falls on the consumers, the bottleneck at
+// c=2).
 type Broker struct {
 	mu     sync.Mutex                        // serialises queue creation
 	queues atomic.Pointer[map[string]*queue] // copy-on-write: lookups take no lock
