@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -9,11 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	json "github.com/goccy/go-json"
+
+	"github.com/celerity-go/celerity/internal/interoptest"
 )
 
 func TestBenchFlags(t *testing.T) {
@@ -95,24 +95,6 @@ func TestBenchPrintsTableJSONAndHTML(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe to read while the command writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestWorkerPprofFlag(t *testing.T) {
 	t.Parallel()
 	code, _, stderr := run(t, Options{}, "worker", "--pprof", "127.0.0.1:notaport")
@@ -123,7 +105,7 @@ func TestWorkerPprofFlag(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	wctx, stop := context.WithCancel(ctx)
-	var out, errb lockedBuffer
+	var out, errb interoptest.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Run(wctx, []string{"worker", "--pprof", "127.0.0.1:0", "-c", "1"}, Options{Stdout: &out, Stderr: &errb})
