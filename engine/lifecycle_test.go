@@ -653,3 +653,38 @@ func TestOneExecutorKeepsQueueOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestMixedBatchRunsEachTasksHandler: one fetched batch holding messages
+// of several tasks, one of them unknown, in turn: every message reaches
+// its own task's handler (routing remembers the last task looked up).
+func TestMixedBatchRunsEachTasksHandler(t *testing.T) {
+	t.Parallel()
+	broker := memory.NewBroker()
+	app := newApp(t, Config{Broker: broker})
+	var rejected atomic.Int32
+	app.SetHooks(Hooks{TaskRejected: func(*codec.Message, error) { rejected.Add(1) }})
+	var ran [2]atomic.Int32
+	for i, name := range []string{"mix.a", "mix.b"} {
+		RegisterRaw(app, name, func(_ context.Context, task *Task) error {
+			if task.Name != name {
+				t.Errorf("%s's handler ran %s", name, task.Name)
+			}
+			ran[i].Add(1)
+			return nil
+		}, TaskIgnoreResult(true))
+	}
+	ctx := testCtx(t, 10*time.Second)
+	names := []string{"mix.a", "mix.a", "mix.b", "mix.nosuch", "mix.a", "mix.b", "mix.b", "mix.nosuch"}
+	for range 4 {
+		for _, name := range names {
+			if err := app.SendRaw(ctx, name, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Sent before the worker starts: its first fetches take full batches.
+	startWorker(t, app, WorkerConfig{Concurrency: 2, PrefetchMultiplier: 16})
+	eventually(t, "all messages answered", func() bool {
+		return ran[0].Load() == 12 && ran[1].Load() == 12 && rejected.Load() == 8
+	})
+}
