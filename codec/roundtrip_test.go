@@ -2,7 +2,10 @@ package codec
 
 import (
 	"bytes"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
+	"math/rand/v2"
 	"reflect"
 	"regexp"
 	"strings"
@@ -371,5 +374,26 @@ func TestAcquireAfterSelfContainedRelease(t *testing.T) {
 	ReleaseMessage(m)
 	if m.Body != nil || m.scratch != nil {
 		t.Errorf("oversized scratch kept alive: len(Body) %d, cap(scratch) %d", len(m.Body), cap(m.scratch))
+	}
+}
+
+// TestHex8 checks the word-at-a-time hex of task ids against encoding/hex.
+func TestHex8(t *testing.T) {
+	t.Parallel()
+	check := func(v uint32) {
+		var got, want [8]byte
+		binary.LittleEndian.PutUint64(got[:], hex8(v))
+		var b [4]byte
+		binary.LittleEndian.PutUint32(b[:], v)
+		hex.Encode(want[:], b[:])
+		if got != want {
+			t.Fatalf("hex8(%#x) = %q, want %q", v, got[:], want[:])
+		}
+	}
+	for _, v := range []uint32{0, 0xffffffff, 0x09090909, 0x0a0a0a0a, 0x9f9f9f9f, 0xa0a0a0a0, 0x12345678, 0xfedcba98} {
+		check(v)
+	}
+	for range 100000 {
+		check(rand.Uint32())
 	}
 }
