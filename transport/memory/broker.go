@@ -39,7 +39,7 @@ const levels = 10
 // to move (+14 %: the moving falls on the consumers, the bottleneck at
 // c=2).
 type Broker struct {
-	mu     sync.Mutex                        // serialises queue creation
+	mu     sync.Mutex               // serialises queue creation
 	queues atomic.Pointer[queueSet] // copy-on-write: lookups take no lock
 	closed atomic.Bool
 }
