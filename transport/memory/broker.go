@@ -63,15 +63,15 @@ const fewQueues = 8
 
 // find returns the named queue, or nil.
 func (s *queueSet) find(name []byte) *queue {
-	if s.few != nil || len(s.byName) == 0 {
-		for _, q := range s.few {
-			if q.name == string(name) {
-				return q
-			}
-		}
-		return nil
+	if len(s.byName) > fewQueues {
+		return s.byName[string(name)] // no allocation
 	}
-	return s.byName[string(name)] // no allocation
+	for _, q := range s.few {
+		if q.name == string(name) {
+			return q
+		}
+	}
+	return nil
 }
 
 // queue is one named queue: a FIFO ring per priority level, plus the
