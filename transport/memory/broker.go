@@ -28,21 +28,23 @@ const levels = 10
 // always in name order; never the reverse.
 //
 // A producer publishing while a consumer takes a batch waits for the
-// queue's mutex, and sync.Mutex spins before it parks: a sixth of the CPU
-// of BenchmarkEngineMemoryNoop at c=2 (in engine) is that spin. Each round
-// of it is 30 PAUSE instructions, 740 ns on the 2-core AMD EPYC VMs
-// measured (the runtime's BenchmarkProcYield/30), against a hold of well
-// under 100 ns. Polling TryLock 16 or 64 times before Lock in Publish cut
-// the spin but not the time per task (ratios 0.96 and 1.00, 11 runs): the
-// consumers, not the producer, set the pace there. Two ways around the
-// spin were measured slower there (medians of 25-41 interleaved
-// runs): separate producer and consumer locks over a list of chunks with
-// an atomic fill count (+6 to +13 % ns/task: with nothing to space them
-// out, consumers take a message or two at a time and the two sides pass
-// the same cache lines back and forth for each), and an inbox in which a
-// producer that finds the mutex taken leaves its messages for the holder
-// to move (+14 %: the moving falls on the consumers, the bottleneck at
-// c=2).
+// queue's mutex. sync.Mutex spins before it parks, and each round of its
+// spin is 30 PAUSE instructions: 740 ns on the 2-core AMD EPYC VMs
+// measured (the runtime's BenchmarkProcYield/30), against holds of well
+// under 100 ns, so a collision cost the producer most of a microsecond
+// and the spin was a fifth of its CPU in BenchmarkEngineMemoryNoop at c=2
+// (in engine). Publish therefore polls TryLock a few dozen times before
+// it falls back to Lock (queue.lock): c=2 ns/task x0.85, 13 interleaved
+// runs. (Measured while the benchmark also moved a counter between the
+// cores on every task, the same change showed nothing: the consumers set
+// the pace then.) Two ways around the collisions were measured slower
+// (medians of 25-41 interleaved runs): separate producer and consumer
+// locks over a list of chunks with an atomic fill count (+6 to +13 %
+// ns/task: with nothing to space them out, consumers take a message or
+// two at a time and the two sides pass the same cache lines back and
+// forth for each), and an inbox in which a producer that finds the mutex
+// taken leaves its messages for the holder to move (+14 %: the moving
+// falls on the consumers).
 type Broker struct {
 	mu     sync.Mutex               // serialises queue creation
 	queues atomic.Pointer[queueSet] // copy-on-write: lookups take no lock
@@ -120,6 +122,24 @@ func (b *Broker) queue(name []byte) *queue {
 	return q
 }
 
+// lockPolls is how many times queue.lock retries TryLock before it waits
+// in Lock: about as long as a consumer holds the mutex to take a batch.
+// 16, 64 and 256 measured alike, and polling in the consumers' takes as
+// well gained nothing (9 interleaved runs).
+const lockPolls = 64
+
+// lock takes q.mu, polling TryLock before Lock: see Broker on why a
+// producer does not wait in sync.Mutex's spin. A TryLock that fails only
+// reads the mutex's word: no atomic write for the holder to wait on.
+func (q *queue) lock() {
+	for range lockPolls {
+		if q.mu.TryLock() {
+			return
+		}
+	}
+	q.mu.Lock()
+}
+
 // wakeLocked tells the waiting consumers that q has messages. q.mu is held.
 func (q *queue) wakeLocked() {
 	for _, c := range q.waiters {
@@ -142,7 +162,7 @@ func (b *Broker) Publish(_ context.Context, msgs ...*codec.Message) error {
 	}
 	for i := 0; i < len(msgs); {
 		q := b.queue(msgs[i].RoutingKey)
-		q.mu.Lock()
+		q.lock()
 		for ; i < len(msgs) && string(msgs[i].RoutingKey) == q.name; i++ {
 			m := msgs[i]
 			q.levels[min(int(m.Priority), levels-1)].pushBack(m)
