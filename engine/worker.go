@@ -378,6 +378,7 @@ func (w *Worker) fetchSize() int { return min(max(w.prefetch, 1), 256) }
 func (w *Worker) dispatch(msgs []*codec.Message, ready []job) []job {
 	var bt batch
 	ready = ready[:0]
+	w.stats.Received.Add(int64(len(msgs)))
 	for _, m := range msgs {
 		if j, ok := w.route(m, &bt); ok {
 			ready = append(ready, j)
@@ -447,7 +448,6 @@ func (b *batch) lookup(a *App, name []byte) *taskDef {
 // route decides what happens to a fetched message: run now (returns the
 // job), hold for its ETA or rate limit, or answer it at once.
 func (w *Worker) route(m *codec.Message, bt *batch) (job, bool) {
-	w.stats.Received.Add(1)
 	def := bt.lookup(w.app, m.Task)
 	if def == nil {
 		w.storeFailure(m, "NotRegistered", "celery.exceptions", string(m.Task))
