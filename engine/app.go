@@ -20,6 +20,7 @@ import (
 type App struct {
 	cfg     Config
 	broker  transport.Broker
+	one     transport.OnePublisher // broker, when it implements it
 	backend transport.Backend
 	loc     *time.Location
 	log     *slog.Logger
@@ -50,6 +51,7 @@ func New(cfg Config) (*App, error) {
 	}
 	loc, _ := time.LoadLocation(cfg.Timezone)
 	a := &App{cfg: cfg, broker: cfg.Broker, backend: cfg.Backend, loc: loc, log: cfg.Logger, ownsBkr: owns}
+	a.one, _ = cfg.Broker.(transport.OnePublisher)
 	empty := map[string]*taskDef{}
 	a.tasks.Store(&empty)
 	registerBuiltins(a)

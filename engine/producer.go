@@ -175,13 +175,19 @@ func (a *App) publish(ctx context.Context, m *codec.Message) error {
 	if after != nil { // the broker owns m once published: copy first
 		id, name = string(m.ID), string(m.Task)
 	}
-	// A variadic argument to an interface method escapes: hand over a
-	// pooled one-element array instead of allocating one per message.
-	one := onePool.Get().(*[1]*codec.Message)
-	one[0] = m
-	err := a.broker.Publish(ctx, one[:]...)
-	one[0] = nil
-	onePool.Put(one)
+	var err error
+	if a.one != nil {
+		err = a.one.PublishOne(ctx, m)
+	} else {
+		// A variadic argument to an interface method escapes: hand over
+		// a pooled one-element array instead of allocating one per
+		// message.
+		one := onePool.Get().(*[1]*codec.Message)
+		one[0] = m
+		err = a.broker.Publish(ctx, one[:]...)
+		one[0] = nil
+		onePool.Put(one)
+	}
 	if err != nil {
 		return fmt.Errorf("engine: publish: %w", err)
 	}

@@ -94,8 +94,9 @@ func NewBroker() *Broker {
 }
 
 var (
-	_ transport.Broker = (*Broker)(nil)
-	_ transport.Poller = (*Consumer)(nil)
+	_ transport.Broker       = (*Broker)(nil)
+	_ transport.OnePublisher = (*Broker)(nil)
+	_ transport.Poller       = (*Consumer)(nil)
 )
 
 // queue returns the named queue, creating it.
@@ -164,14 +165,32 @@ func (b *Broker) Publish(_ context.Context, msgs ...*codec.Message) error {
 		q := b.queue(msgs[i].RoutingKey)
 		q.lock()
 		for ; i < len(msgs) && string(msgs[i].RoutingKey) == q.name; i++ {
-			m := msgs[i]
-			q.levels[min(int(m.Priority), levels-1)].pushBack(m)
-			q.n++
+			q.pushLocked(msgs[i])
 		}
 		q.wakeLocked()
 		q.mu.Unlock()
 	}
 	return nil
+}
+
+// PublishOne implements transport.OnePublisher: Publish for one message.
+func (b *Broker) PublishOne(_ context.Context, m *codec.Message) error {
+	if b.closed.Load() {
+		codec.ReleaseMessage(m)
+		return ErrClosed
+	}
+	q := b.queue(m.RoutingKey)
+	q.lock()
+	q.pushLocked(m)
+	q.wakeLocked()
+	q.mu.Unlock()
+	return nil
+}
+
+// pushLocked queues m behind the messages of its priority. q.mu is held.
+func (q *queue) pushLocked(m *codec.Message) {
+	q.levels[min(int(m.Priority), levels-1)].pushBack(m)
+	q.n++
 }
 
 // Len returns the number of ready (not fetched) messages in queue.

@@ -75,3 +75,14 @@ func TestManyQueues(t *testing.T) {
 		t.Errorf("Purge of a drained queue = %d", n)
 	}
 }
+
+// PublishOne on a closed broker fails as Publish does.
+func TestPublishOneAfterClose(t *testing.T) {
+	b := memory.NewBroker()
+	b.Close()
+	m := codec.AcquireMessage()
+	m.RoutingKey = []byte("q")
+	if err := b.PublishOne(context.Background(), m); err != memory.ErrClosed {
+		t.Fatalf("PublishOne after Close = %v, want ErrClosed", err)
+	}
+}

@@ -154,6 +154,7 @@ func RunBroker(t *testing.T, h Harness) {
 	t.Run("CancelledQueueMessagesStaySettleable", func(t *testing.T) { testCancelSettle(t, h) })
 	t.Run("CancelLosesNothing", func(t *testing.T) { testCancelLosesNothing(t, h) })
 	t.Run("Poller", func(t *testing.T) { testPoller(t, h) })
+	t.Run("OnePublisher", func(t *testing.T) { testOnePublisher(t, h) })
 }
 
 func testFIFO(t *testing.T, h Harness) {
@@ -714,5 +715,55 @@ func testPoller(t *testing.T, h Harness) {
 	if err := c.Ack(got[1:]...); err != nil {
 		t.Fatal(err)
 	}
+	Release(got)
+}
+
+// PublishOne does what Publish of one message does: it wakes a waiting
+// Fetch, and its messages take their place by priority and order among
+// those published by Publish.
+func testOnePublisher(t *testing.T, h Harness) {
+	b := h.NewBroker(t)
+	one, ok := b.(transport.OnePublisher)
+	if !ok {
+		t.Skipf("%T does not implement transport.OnePublisher", b)
+	}
+	publishOne := func(m *codec.Message) {
+		t.Helper()
+		if err := one.PublishOne(context.Background(), m); err != nil {
+			t.Fatalf("PublishOne: %v", err)
+		}
+	}
+	q := h.queue(t, "one")
+	c := consume(t, b, 0, q)
+	fetched := make(chan []*codec.Message, 1)
+	go func() {
+		buf := make([]*codec.Message, 1)
+		ctx, cancel := context.WithTimeout(context.Background(), h.wait())
+		defer cancel()
+		n, _ := c.Fetch(ctx, buf)
+		fetched <- buf[:n]
+	}()
+	time.Sleep(20 * time.Millisecond)
+	publishOne(NewMessage(q, "first", 0))
+	first := <-fetched
+	if len(first) != 1 || string(first[0].ID) != "first" {
+		t.Fatalf("a waiting Fetch got %v after PublishOne, want [first]", IDs(first))
+	}
+	publishOne(NewMessage(q, "p0", 0))
+	publish(t, b, NewMessage(q, "p9", 9))
+	publishOne(NewMessage(q, "p5", 5))
+	publishOne(NewMessage(q, "p0b", 0))
+	got := FetchN(t, c, 4, h.wait())
+	want := []string{"p9", "p5", "p0", "p0b"}
+	if !h.HighPriorityFirst {
+		want = []string{"p0", "p0b", "p5", "p9"}
+	}
+	if !slices.Equal(IDs(got), want) {
+		t.Fatalf("order %v, want %v", IDs(got), want)
+	}
+	if err := c.Ack(append(first, got...)...); err != nil {
+		t.Fatal(err)
+	}
+	Release(first)
 	Release(got)
 }
