@@ -343,7 +343,7 @@ func (a *App) applyTask(ctx context.Context, s *Signature, prepend []byte, ac ap
 		chord = o.Chord
 	}
 	embed := appendSigEmbed(nil, o.Link, o.LinkError, ac.chain, chord)
-	m, err := a.newMessage(s.Task, sigArgs(s, prepend), s.Kwargs, embed, opts)
+	m, err := a.newMessage(ctx, s.Task, sigArgs(s, prepend), s.Kwargs, embed, opts)
 	if err != nil {
 		return "", err
 	}

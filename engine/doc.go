@@ -14,6 +14,11 @@
 // nil, an error (FAILURE, as a *TaskError for Python clients to rebuild),
 // Retry(...), Reject(...) or ErrIgnore, like a Celery task.
 //
+// A task sent with the handler's context, or one derived from it, is the
+// running task's child, as Celery's send_task makes it: its parent_id is
+// the running task's id and its root_id the running task's root, unless
+// the ParentID and RootID options say otherwise.
+//
 // # The worker's hot path
 //
 // One goroutine fetches batches from the broker (bounded by the prefetch

@@ -688,3 +688,53 @@ func TestMixedBatchRunsEachTasksHandler(t *testing.T) {
 		return ran[0].Load() == 12 && ran[1].Load() == 12 && rejected.Load() == 8
 	})
 }
+
+// A task sent from inside a handler, with the handler's context or one
+// derived from it, is that task's child, as Celery's send_task makes it:
+// parent_id is the sender's id and root_id the sender's root. An explicit
+// ParentID wins; a send from outside any task has no parent.
+func TestTaskSentFromHandlerIsItsChild(t *testing.T) {
+	app := newApp(t, Config{})
+	type ids struct{ id, parent, root string }
+	seen := make(chan ids, 8)
+	record := func(t *Task) { seen <- ids{strings.Clone(t.ID), strings.Clone(t.ParentID), strings.Clone(t.RootID)} }
+	RegisterRaw(app, "tasks.leaf", func(_ context.Context, t *Task) error { record(t); return nil })
+	RegisterRaw(app, "tasks.middle", func(ctx context.Context, t *Task) error {
+		record(t)
+		derived, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := app.SendRaw(derived, "tasks.leaf", nil, nil, TaskID("grandchild")); err != nil {
+			return err
+		}
+		return app.SendRaw(ctx, "tasks.leaf", nil, nil, TaskID("adopted"), ParentID("someone-else"))
+	})
+	RegisterRaw(app, "tasks.top", func(ctx context.Context, t *Task) error {
+		record(t)
+		return app.SendRaw(ctx, "tasks.middle", nil, nil, TaskID("child"))
+	})
+	startWorker(t, app, WorkerConfig{Concurrency: 2})
+	ctx := testCtx(t, 10*time.Second)
+	if err := app.SendRaw(ctx, "tasks.top", nil, nil, TaskID("top")); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]ids{}
+	for len(got) < 4 {
+		select {
+		case r := <-seen:
+			got[r.id] = r
+		case <-ctx.Done():
+			t.Fatalf("tasks run: %v", got)
+		}
+	}
+	for _, want := range []ids{
+		{"top", "", "top"},
+		{"child", "top", "top"},
+		{"grandchild", "child", "top"},
+		{"adopted", "someone-else", "top"},
+	} {
+		if got[want.id] != want {
+			t.Errorf("%s: parent %q root %q, want parent %q root %q",
+				want.id, got[want.id].parent, got[want.id].root, want.parent, want.root)
+		}
+	}
+}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/celerity-go/celerity/codec"
 	"github.com/celerity-go/celerity/engine"
 )
 
@@ -183,5 +185,43 @@ func TestPreforkRetry(t *testing.T) {
 	r, _ := app.SendTask(ctx, "p.flaky", nil, nil)
 	if v, err := r.Get(ctx); v != "done" || err != nil {
 		t.Fatalf("retried task = %v, %v", v, err)
+	}
+}
+
+// A task sent from inside a handler running in a prefork child is that
+// task's child, as in the goroutine pool. The child process has its own
+// (memory) broker, so the handler reports what it sent from a publish
+// hook.
+func TestPreforkTaskSentFromHandlerIsItsChild(t *testing.T) {
+	app := engine.MustNew(engine.Config{})
+	defer app.Close()
+	var sent []string // in the child: parent and root of what the handler sent
+	app.SetHooks(engine.Hooks{BeforePublish: func(m *codec.Message) {
+		if string(m.Task) == "p.leaf" {
+			sent = []string{string(m.ParentID), string(m.RootID)}
+		}
+	}})
+	engine.Register0(app, "p.leaf", func(context.Context) (int, error) { return 0, nil })
+	spawn := engine.Register0(app, "p.spawn", func(ctx context.Context) ([]string, error) {
+		sent = nil
+		if err := app.SendRaw(ctx, "p.leaf", nil, nil); err != nil {
+			return nil, err
+		}
+		return sent, nil
+	})
+	preforkWorker(t, app, engine.WorkerConfig{Concurrency: 1})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r, err := spawn.ApplyAsync(ctx, engine.TaskID("spawner"), engine.RootID("the-root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"spawner", "the-root"}; !slices.Equal(got, want) {
+		t.Fatalf("sent from the child with parent, root %q; want %q", got, want)
 	}
 }

@@ -114,7 +114,7 @@ func (o *sendOpts) apply(opts []Option, now func() time.Time) {
 // zero-allocation producer path for the default JSON serializer; the
 // arguments are copied before it returns.
 func (a *App) SendRaw(ctx context.Context, name string, args, kwargs []byte, opts ...Option) error {
-	m, err := a.newMessage(name, args, kwargs, nil, opts)
+	m, err := a.newMessage(ctx, name, args, kwargs, nil, opts)
 	if err != nil {
 		return err
 	}
@@ -157,7 +157,7 @@ func (a *App) sendValues(ctx context.Context, name string, args []any, kwargs ma
 		}
 	}
 	buf.B = b
-	m, err := a.newMessage(name, b[:split], b[split:], nil, opts)
+	m, err := a.newMessage(ctx, name, b[:split], b[split:], nil, opts)
 	if err != nil {
 		return "", err
 	}
@@ -199,7 +199,7 @@ func (a *App) publish(ctx context.Context, m *codec.Message) error {
 
 // newMessage builds a protocol v2 message. args is a JSON array, kwargs a
 // JSON object, embed the embed object (nil = built from link options).
-func (a *App) newMessage(name string, args, kwargs, embed []byte, opts []Option) (*codec.Message, error) {
+func (a *App) newMessage(ctx context.Context, name string, args, kwargs, embed []byte, opts []Option) (*codec.Message, error) {
 	var o sendOpts
 	if len(opts) > 0 {
 		o.apply(opts, time.Now)
@@ -223,6 +223,11 @@ func (a *App) newMessage(name string, args, kwargs, embed []byte, opts []Option)
 	}
 	if o.parentID != "" {
 		m.ParentID = m.OwnString(o.parentID)
+	}
+	if o.rootID == "" || o.parentID == "" {
+		if st := runningSlot(ctx); st != nil {
+			st.inherit(m, o.rootID == "", o.parentID == "")
+		}
 	}
 	if o.group != "" {
 		m.Group = m.OwnString(o.group)

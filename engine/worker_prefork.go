@@ -137,6 +137,10 @@ func decodeOutcome(raw []byte, t *Task) error {
 func (w *Worker) serveChild() {
 	m := codec.AcquireMessage()
 	t := &Task{}
+	// The child runs one task at a time; its slot only tells tasks sent
+	// from inside a handler which task they come from (inherit).
+	st := &slotState{w: w}
+	base := &taskContext{Context: context.Background(), st: st}
 	err := prefork.ServeChild(func(dst, payload []byte) []byte {
 		m.Reset()
 		if err := codec.DecodeRedisEnvelope(payload, m); err != nil {
@@ -150,13 +154,19 @@ func (w *Worker) serveChild() {
 		if err := w.decodeArgs(t); err != nil {
 			return encodeOutcome(dst, t, &TaskError{Type: "DecodeError", Module: "kombu.exceptions", Args: []any{err.Error()}})
 		}
-		ctx := context.Background()
+		var ctx context.Context = base
 		if soft := w.timeLimits(def, m).Soft; soft > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeoutCause(ctx, soft, timelimit.ErrSoftTimeLimitExceeded)
 			defer cancel()
 		}
+		st.mu.Lock()
+		st.running, st.root = m.ID, rootOf(t)
+		st.mu.Unlock()
 		err := call(def.handler, ctx, t)
+		st.mu.Lock()
+		st.running, st.root = nil, ""
+		st.mu.Unlock()
 		if err != nil && errors.Is(context.Cause(ctx), timelimit.ErrSoftTimeLimitExceeded) {
 			err = &TaskError{Type: "SoftTimeLimitExceeded", Module: "billiard.exceptions", Args: []any{}}
 		}
