@@ -17,7 +17,10 @@
 // A task sent with the handler's context, or one derived from it, is the
 // running task's child, as Celery's send_task makes it: its parent_id is
 // the running task's id and its root_id the running task's root, unless
-// the ParentID and RootID options say otherwise.
+// the ParentID and RootID options say otherwise; the running task's result
+// lists it in "children" (in the goroutine and solo pools; a prefork
+// child's sends are not listed). Unlike Celery, the callbacks and next
+// chain step a worker applies after a task are not listed there.
 //
 // # The worker's hot path
 //

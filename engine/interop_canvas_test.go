@@ -259,3 +259,44 @@ func mapSig(name string, task *engine.Signature, items []any) *engine.Signature 
 	}
 	return &engine.Signature{Task: name, Args: json.RawMessage("[]"), Kwargs: raw, SubtaskType: kind}
 }
+
+// TestInteropChildrenOfGoTask: tasks a Go handler sends are its children
+// as Python Celery reads them: listed in AsyncResult.children, each with
+// the sender as parent_id in its own result.
+func TestInteropChildrenOfGoTask(t *testing.T) {
+	e := newInteropEnv(t)
+	engine.RegisterRaw(e.app, "go.fanout", func(ctx context.Context, _ *engine.Task) error {
+		for _, id := range []string{"fan-kid-1", "fan-kid-2"} {
+			if _, err := e.app.SendTask(ctx, "interop.add", []any{1, 2}, nil, engine.TaskID(id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	e.goWorker(t, "celery")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := e.app.SendTask(ctx, "go.fanout", nil, nil, engine.TaskID("fan-parent")); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"fan-parent", "fan-kid-1", "fan-kid-2"} {
+		if _, err := e.app.Result(id).Get(ctx); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+	got := e.python(t, nil, "-c", `
+import json
+from py_app import app
+r = app.AsyncResult('fan-parent')
+print(json.dumps({
+    'children': [c.id for c in r.children],
+    'parents': [app.backend.get_task_meta(c.id).get('parent_id') for c in r.children],
+}))
+`)
+	if len(got) != 1 {
+		t.Fatalf("python printed %v", got)
+	}
+	if fmt.Sprint(got[0]["children"]) != "[fan-kid-1 fan-kid-2]" || fmt.Sprint(got[0]["parents"]) != "[fan-parent fan-parent]" {
+		t.Fatalf("Python reads children %v with parents %v; want [fan-kid-1 fan-kid-2], each from fan-parent", got[0]["children"], got[0]["parents"])
+	}
+}

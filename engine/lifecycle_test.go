@@ -738,3 +738,47 @@ func TestTaskSentFromHandlerIsItsChild(t *testing.T) {
 		}
 	}
 }
+
+// The tasks a handler sends are listed in its result's "children" as
+// Celery's result tuples, whether it succeeds or fails; a task that sent
+// none lists none.
+func TestChildrenListedInResult(t *testing.T) {
+	app := newApp(t, Config{})
+	RegisterRaw(app, "tasks.leaf", func(context.Context, *Task) error { return nil })
+	RegisterRaw(app, "tasks.fanout", func(ctx context.Context, t *Task) error {
+		for _, id := range []string{"kid-1", "kid-2"} {
+			if err := app.SendRaw(ctx, "tasks.leaf", nil, nil, TaskID(id)); err != nil {
+				return err
+			}
+		}
+		if string(t.Args()) == `["fail"]` {
+			return &TaskError{Type: "ValueError", Module: "builtins", Args: []any{"after sending"}}
+		}
+		return nil
+	})
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	for _, c := range []struct{ id, args, want string }{
+		{"ok", `[]`, `[[["kid-1", null], null], [["kid-2", null], null]]`},
+		{"failed", `["fail"]`, `[[["kid-1", null], null], [["kid-2", null], null]]`},
+		{"alone", ``, `[]`},
+	} {
+		name := "tasks.fanout"
+		if c.id == "alone" {
+			name = "tasks.leaf"
+		}
+		if err := app.SendRaw(ctx, name, []byte(c.args), nil, TaskID(c.id)); err != nil {
+			t.Fatal(err)
+		}
+		r := app.Result(c.id)
+		var meta Meta
+		eventually(t, c.id+" done", func() bool {
+			var err error
+			meta, err = r.Meta(ctx)
+			return err == nil && meta.State.Ready()
+		})
+		if string(meta.Children) != c.want {
+			t.Errorf("%s: children %s, want %s", c.id, meta.Children, c.want)
+		}
+	}
+}

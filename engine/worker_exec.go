@@ -39,6 +39,9 @@ type slotState struct {
 	cancel  context.CancelCauseFunc
 	running []byte // id of the running task (a view), under mu
 	root    string // its root id (a view), under mu: see inherit
+	// children lists the tasks sent from inside the running task, as the
+	// JSON "children" of its result ("" = none); under mu while it runs.
+	children []byte
 
 	// Time limits of the running task (see TimeLimitExceeded).
 	w         *Worker
@@ -121,11 +124,13 @@ func runningSlot(ctx context.Context) *slotState {
 }
 
 // inherit makes m a child of the task running in st, if one is, as
-// Celery's send_task does for a task sent from inside another: parent_id
-// is the running task's id (when parent) and root_id its root (when
-// root). The ids are copied into m under st.mu, which the executor holds
-// to start and end a run, so a send from another goroutine reads them
-// whole.
+// Celery's send_task and add_to_parent do for a task sent from inside
+// another: parent_id is the running task's id (when parent), root_id its
+// root (when root), and m is listed in the running task's result
+// "children". The ids are copied under st.mu, which the executor holds to
+// start and end a run, so a send from another goroutine reads them whole
+// and is not listed once the run ended. (Celery lists a child once it is
+// sent; m is listed just before, so a send that then fails is listed too.)
 func (st *slotState) inherit(m *codec.Message, root, parent bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -138,6 +143,13 @@ func (st *slotState) inherit(m *codec.Message, root, parent bool) {
 	if root {
 		m.RootID = m.OwnString(st.root)
 	}
+	if len(st.children) == 0 {
+		st.children = append(st.children, '[')
+	} else {
+		st.children = append(st.children[:len(st.children)-1], ", "...)
+	}
+	st.children = codec.AppendResultRef(st.children, &codec.ResultRef{ID: m.ID})
+	st.children = append(st.children, ']')
 }
 
 // ErrTerminated is the cause of a task context cancelled by revoke with
@@ -189,7 +201,7 @@ func (w *Worker) runJob(s *pool.Slot, j job) {
 	}
 	st.mu.Lock()
 	ctx := st.ctx
-	st.running, st.root = m.ID, rootOf(t)
+	st.running, st.root, st.children = m.ID, rootOf(t), st.children[:0]
 	st.limits, st.lateAck, st.fired = limits, acksLate, 0
 	st.mu.Unlock()
 
@@ -522,6 +534,10 @@ func (w *Worker) storeResult(ctx context.Context, r *codec.Result, st *slotState
 	var buf []byte
 	if st != nil {
 		buf = st.buf[len(st.buf):] // after anything r aliases in st.buf
+	}
+	if st != nil && r.State != codec.StateStarted && len(st.children) > 0 {
+		// The run is over or being retried: no send adds to the list now.
+		r.Children = st.children
 	}
 	if w.app.cfg.ResultExtended && st != nil && st.task.msg != nil {
 		t := &st.task

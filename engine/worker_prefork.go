@@ -161,7 +161,9 @@ func (w *Worker) serveChild() {
 			defer cancel()
 		}
 		st.mu.Lock()
-		st.running, st.root = m.ID, rootOf(t)
+		// Children are listed by the parent process's store, which this
+		// child does not reach: they are dropped with each run.
+		st.running, st.root, st.children = m.ID, rootOf(t), st.children[:0]
 		st.mu.Unlock()
 		err := call(def.handler, ctx, t)
 		st.mu.Lock()
