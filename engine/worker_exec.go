@@ -40,7 +40,7 @@ type slotState struct {
 	running []byte // id of the running task (a view), under mu
 	root    string // its root id (a view), under mu: see inherit
 	// children lists the tasks sent from inside the running task, as the
-	// JSON "children" of its result ("" = none); under mu while it runs.
+	// JSON "children" of its result (empty = none); under mu while it runs.
 	children []byte
 
 	// Time limits of the running task (see TimeLimitExceeded).
@@ -152,6 +152,15 @@ func (st *slotState) inherit(m *codec.Message, root, parent bool) {
 	st.children = append(st.children, ']')
 }
 
+// reuse returns b emptied for the next run, or nil when a big fan-out grew
+// it past 64 KiB, which a slot should not keep for good.
+func reuse(b []byte) []byte {
+	if cap(b) > 64<<10 {
+		return nil
+	}
+	return b[:0]
+}
+
 // ErrTerminated is the cause of a task context cancelled by revoke with
 // terminate.
 var ErrTerminated = errors.New("engine: task terminated")
@@ -201,7 +210,7 @@ func (w *Worker) runJob(s *pool.Slot, j job) {
 	}
 	st.mu.Lock()
 	ctx := st.ctx
-	st.running, st.root, st.children = m.ID, rootOf(t), st.children[:0]
+	st.running, st.root, st.children = m.ID, rootOf(t), reuse(st.children)
 	st.limits, st.lateAck, st.fired = limits, acksLate, 0
 	st.mu.Unlock()
 
