@@ -138,11 +138,21 @@ func (g *GroupResult) Save(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("engine: save group %s: the result backend cannot store groups", g.ID)
 	}
+	ref := resultRef("", g)
+	return gb.SaveGroup(ctx, g.ID, codec.AppendGroupRecord(nil, &ref))
+}
+
+// resultRef is the result tuple of what applySig applied: the group g, or
+// else the task id.
+func resultRef(id string, g *GroupResult) codec.ResultRef {
+	if g == nil {
+		return codec.ResultRef{ID: []byte(id)}
+	}
 	ref := codec.ResultRef{ID: []byte(g.ID), IsGroup: true}
 	for _, r := range g.Results {
 		ref.Children = append(ref.Children, codec.ResultRef{ID: []byte(r.ID)})
 	}
-	return gb.SaveGroup(ctx, g.ID, codec.AppendGroupRecord(nil, &ref))
+	return ref
 }
 
 // RestoreGroup loads a saved group record.

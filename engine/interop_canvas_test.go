@@ -260,9 +260,10 @@ func mapSig(name string, task *engine.Signature, items []any) *engine.Signature 
 	return &engine.Signature{Task: name, Args: json.RawMessage("[]"), Kwargs: raw, SubtaskType: kind}
 }
 
-// TestInteropChildrenOfGoTask: tasks a Go handler sends are its children
-// as Python Celery reads them: listed in AsyncResult.children, each with
-// the sender as parent_id in its own result.
+// TestInteropChildrenOfGoTask: tasks a Go handler sends, and the next step
+// of a chain, are a task's children as Python Celery reads them: listed in
+// AsyncResult.children, each with the sender as parent_id in its own
+// result.
 func TestInteropChildrenOfGoTask(t *testing.T) {
 	e := newInteropEnv(t)
 	engine.RegisterRaw(e.app, "go.fanout", func(ctx context.Context, _ *engine.Task) error {
@@ -298,5 +299,19 @@ print(json.dumps({
 	}
 	if fmt.Sprint(got[0]["children"]) != "[fan-kid-1 fan-kid-2]" || fmt.Sprint(got[0]["parents"]) != "[fan-parent fan-parent]" {
 		t.Fatalf("Python reads children %v with parents %v; want [fan-kid-1 fan-kid-2], each from fan-parent", got[0]["children"], got[0]["parents"])
+	}
+
+	// A chain built in Python and run by the Go worker: the first step's
+	// result lists the next step, as a Python worker's would.
+	got = e.python(t, nil, "-c", `
+import json
+from celery import chain
+from py_app import app
+res = chain(app.signature('interop.add', args=(1, 2)), app.signature('interop.mul', args=(3,))).apply_async()
+value = res.get(timeout=20)
+print(json.dumps({'value': value, 'last': res.id, 'children': [c.id for c in app.AsyncResult(res.parent.id).children]}))
+`)
+	if len(got) != 1 || got[0]["value"] != float64(9) || fmt.Sprint(got[0]["children"]) != fmt.Sprint([]any{got[0]["last"]}) {
+		t.Fatalf("Python chain on the Go worker: %v; want value 9 and the first step's children [last step]", got)
 	}
 }

@@ -782,3 +782,69 @@ func TestChildrenListedInResult(t *testing.T) {
 		}
 	}
 }
+
+// What a worker applies after a task succeeds is listed in its result's
+// children, as Celery's tracer does: the next chain step, and the
+// callbacks (a plain one alone, several plain ones as one group).
+func TestNextChainStepAndCallbacksListedInResult(t *testing.T) {
+	app := newApp(t, Config{})
+	RegisterRaw(app, "tasks.step", func(_ context.Context, t *Task) error { t.Return([]byte("1")); return nil })
+	startWorker(t, app, WorkerConfig{Concurrency: 2})
+	ctx := testCtx(t, 10*time.Second)
+	withID := func(s *Signature, id string) *Signature { s.Options.TaskID = id; return s }
+
+	last, err := app.ApplyChain(ctx, withID(Sig("tasks.step"), "c1"), withID(Sig("tasks.step"), "c2"), withID(Sig("tasks.step"), "c3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := last.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	one := withID(Sig("tasks.step"), "linked-one")
+	one.Options.Link = []codec.Signature{*withID(Sig("tasks.step"), "cb")}
+	two := withID(Sig("tasks.step"), "linked-two")
+	two.Options.Link = []codec.Signature{*withID(Sig("tasks.step"), "cb-a"), *withID(Sig("tasks.step"), "cb-b")}
+	for _, s := range []*Signature{one, two} {
+		r, err := app.Apply(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Get(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The tuples' shape, as Celery writes it.
+	if meta, err := app.Result("c1").Meta(ctx); err != nil || string(meta.Children) != `[[["c2", null], null]]` {
+		t.Fatalf("c1: children %s, %v", meta.Children, err)
+	}
+	for _, c := range []struct{ id, want string }{
+		{"c2", "c3"},
+		{"c3", ""},
+		{"linked-one", "cb"},
+		{"linked-two", "group[cb-a cb-b]"}, // the group's id is new
+	} {
+		meta, err := app.Result(c.id).Meta(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs, err := codec.DecodeChildren(meta.Children)
+		if err != nil {
+			t.Fatalf("%s: children %s: %v", c.id, meta.Children, err)
+		}
+		var got []string
+		for _, r := range refs {
+			if !r.IsGroup {
+				got = append(got, string(r.ID))
+				continue
+			}
+			var members []string
+			for _, m := range r.Children {
+				members = append(members, string(m.ID))
+			}
+			got = append(got, "group"+fmt.Sprint(members))
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("%s: children %s, want %s", c.id, meta.Children, c.want)
+		}
+	}
+}

@@ -42,19 +42,23 @@ func (w *Worker) decodeEmbed(t *Task) (*embedSigs, bool) {
 	return &e, true
 }
 
-// afterSuccess applies callbacks and the next chain step with the result
-// prepended, and records a chord part (celery-wire §2.2-2.5).
-func (w *Worker) afterSuccess(t *Task, result []byte) {
-	e, ok := w.decodeEmbed(t)
-	if !ok {
-		return
-	}
+// applyNext applies the callbacks and the next chain step of a task that
+// succeeded, with its result prepended (celery-wire §2.2-2.4), and lists
+// each in st's children as Celery does.
+func (w *Worker) applyNext(st *slotState, t *Task, e *embedSigs, result []byte) {
 	ctx := contextBackground
 	ac := applyCtx{parentID: t.ID, rootID: rootOf(t)}
-	if len(e.Callbacks) == 1 {
-		if _, _, err := w.app.applySig(ctx, &e.Callbacks[0], result, ac); err != nil {
-			w.app.errorf("worker: apply callback", "task", t.Name, "id", t.ID, "callback", e.Callbacks[0].Task, "err", err)
+	apply := func(s *codec.Signature, ac applyCtx) {
+		id, g, err := w.app.applySig(ctx, s, result, ac)
+		if err != nil {
+			w.app.errorf("worker: apply callback or next chain step", "task", t.Name, "id", t.ID, "next", s.Task, "err", err)
+			return
 		}
+		ref := resultRef(id, g)
+		st.listChild(&ref)
+	}
+	if len(e.Callbacks) == 1 {
+		apply(&e.Callbacks[0], ac)
 	} else if len(e.Callbacks) > 1 {
 		// As Celery's tracer: group callbacks are applied each, the others
 		// together as one group.
@@ -62,26 +66,24 @@ func (w *Worker) afterSuccess(t *Task, result []byte) {
 		for i := range e.Callbacks {
 			if e.Callbacks[i].SubtaskType != "group" {
 				plain = append(plain, e.Callbacks[i])
-			} else if _, _, err := w.app.applySig(ctx, &e.Callbacks[i], result, ac); err != nil {
-				w.app.errorf("worker: apply callback", "task", t.Name, "id", t.ID, "callback", e.Callbacks[i].Task, "err", err)
+			} else {
+				apply(&e.Callbacks[i], ac)
 			}
 		}
 		if len(plain) > 0 {
-			if _, err := w.app.applyGroup(ctx, &Signature{}, plain, result, ac); err != nil {
+			g, err := w.app.applyGroup(ctx, &Signature{}, plain, result, ac)
+			if err != nil {
 				w.app.errorf("worker: apply callbacks", "task", t.Name, "id", t.ID, "err", err)
+			} else {
+				ref := resultRef("", g)
+				st.listChild(&ref)
 			}
 		}
 	}
 	if n := len(e.Chain); n > 0 {
-		next := e.Chain[n-1]
 		sub := ac
 		sub.chain = e.Chain[:n-1]
-		if _, _, err := w.app.applySig(ctx, &next, result, sub); err != nil {
-			w.app.errorf("worker: apply next chain step", "task", t.Name, "id", t.ID, "next", next.Task, "err", err)
-		}
-	}
-	if e.Chord != nil && t.GroupID != "" {
-		w.chordPart(t, codec.StateSuccess, result, e.Chord)
+		apply(&e.Chain[n-1], sub)
 	}
 }
 

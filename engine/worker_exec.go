@@ -143,12 +143,25 @@ func (st *slotState) inherit(m *codec.Message, root, parent bool) {
 	if root {
 		m.RootID = m.OwnString(st.root)
 	}
+	st.listChildLocked(&codec.ResultRef{ID: m.ID})
+}
+
+// listChild adds ref to the children of st's task: what the worker applies
+// after the task (callbacks, next chain step), once its handler returned.
+func (st *slotState) listChild(ref *codec.ResultRef) {
+	st.mu.Lock()
+	st.listChildLocked(ref)
+	st.mu.Unlock()
+}
+
+// listChildLocked adds ref to st.children. st.mu is held.
+func (st *slotState) listChildLocked(ref *codec.ResultRef) {
 	if len(st.children) == 0 {
 		st.children = append(st.children, '[')
 	} else {
 		st.children = append(st.children[:len(st.children)-1], ", "...)
 	}
-	st.children = codec.AppendResultRef(st.children, &codec.ResultRef{ID: m.ID})
+	st.children = codec.AppendResultRef(st.children, ref)
 	st.children = append(st.children, ']')
 }
 
@@ -321,19 +334,25 @@ func (w *Worker) outcome(st *slotState, t *Task, err error) codec.State {
 	m, def := t.msg, t.def
 	if err == nil {
 		w.stats.Succeeded.Add(1)
+		result := jsonNull
+		if t.hasResult {
+			result = t.result
+		}
+		// As Celery's tracer: callbacks and the next chain step are
+		// applied before the result is stored, so that its children list
+		// them; a chord part is counted after, once its result can be read.
+		e, canvas := w.decodeEmbed(t)
+		if canvas {
+			w.applyNext(st, t, e, result)
+		}
 		if !w.ignoreResult(def, m) {
 			r := &st.rec
-			*r = codec.Result{State: codec.StateSuccess, Result: t.result, TaskID: m.ID,
+			*r = codec.Result{State: codec.StateSuccess, Result: result, TaskID: m.ID,
 				GroupID: m.Group, ParentID: m.ParentID, DateDone: time.Now()}
-			if !t.hasResult {
-				r.Result = jsonNull
-			}
 			w.storeWith(st, r)
 		}
-		if t.hasResult {
-			w.afterSuccess(t, t.result)
-		} else {
-			w.afterSuccess(t, jsonNull)
+		if canvas && e.Chord != nil && t.GroupID != "" {
+			w.chordPart(t, codec.StateSuccess, result, e.Chord)
 		}
 		if h := w.app.hooks.TaskSuccess; h != nil {
 			h(t)
