@@ -278,7 +278,7 @@ func (a *App) applyTask(ctx context.Context, s *Signature, prepend []byte, ac ap
 	var opts []Option
 	id := o.TaskID
 	if id == "" {
-		id = newID()
+		id = codec.NewUUID()
 		o.TaskID = id
 	}
 	opts = append(opts, TaskID(id))
@@ -391,15 +391,6 @@ func appendSigEmbed(dst []byte, links, errbacks, chain []codec.Signature, chord 
 	return append(dst, '}')
 }
 
-// newID returns a fresh task id.
-func newID() string {
-	m := codec.AcquireMessage()
-	m.NewID()
-	id := string(m.ID)
-	codec.ReleaseMessage(m)
-	return id
-}
-
 // upgradeSteps applies Celery's chain rewrites: a group followed by
 // another step becomes a chord with that step as body; a chord followed by
 // more steps gets them chained after its body.
@@ -493,12 +484,12 @@ func assignIDs(s *codec.Signature) (string, error) {
 	switch s.SubtaskType {
 	case "", "chunks", "xmap", "xstarmap":
 		if s.Options.TaskID == "" {
-			s.Options.TaskID = newID()
+			s.Options.TaskID = codec.NewUUID()
 		}
 		return s.Options.TaskID, nil
 	case "group":
 		if s.Options.TaskID == "" {
-			s.Options.TaskID = newID()
+			s.Options.TaskID = codec.NewUUID()
 		}
 		return s.Options.TaskID, nil
 	case "chain":
@@ -540,7 +531,7 @@ func assignIDs(s *codec.Signature) (string, error) {
 func (a *App) applyGroup(ctx context.Context, s *Signature, members []codec.Signature, prepend []byte, ac applyCtx) (*GroupResult, error) {
 	gid := s.Options.TaskID
 	if gid == "" {
-		gid = newID()
+		gid = codec.NewUUID()
 	}
 	g := &GroupResult{ID: gid, app: a}
 	for i := range members {
@@ -568,7 +559,7 @@ func (a *App) applyChord(ctx context.Context, s *Signature, header []codec.Signa
 	if err != nil {
 		return "", fmt.Errorf("engine: chord body: %w", err)
 	}
-	gid := newID()
+	gid := codec.NewUUID()
 	if err := cb.SetChordSize(ctx, gid, len(header)); err != nil {
 		return "", fmt.Errorf("engine: chord %s: %w", gid, err)
 	}

@@ -165,9 +165,10 @@ func (st *slotState) listChildLocked(ref *codec.ResultRef) {
 	st.children = append(st.children, ']')
 }
 
-// reuse returns b emptied for the next run, or nil when a big fan-out grew
-// it past 64 KiB, which a slot should not keep for good.
-func reuse(b []byte) []byte {
+// emptiedChildren returns a children list emptied for the next run, or nil
+// when a big fan-out grew it past 64 KiB, which a slot should not keep for
+// good.
+func emptiedChildren(b []byte) []byte {
 	if cap(b) > 64<<10 {
 		return nil
 	}
@@ -223,7 +224,7 @@ func (w *Worker) runJob(s *pool.Slot, j job) {
 	}
 	st.mu.Lock()
 	ctx := st.ctx
-	st.running, st.root, st.children = m.ID, rootOf(t), reuse(st.children)
+	st.running, st.root, st.children = m.ID, rootOf(t), emptiedChildren(st.children)
 	st.limits, st.lateAck, st.fired = limits, acksLate, 0
 	st.mu.Unlock()
 
@@ -602,9 +603,9 @@ func (st *slotState) uncollect(m *codec.Message) {
 // measured, a quarter of what a no-op task costs in all, so the age is
 // looked at only every few tasks, as many as the pace of the tasks since
 // the last flush allows: about twice per ackDelay, at least every
-// maxAgeEvery tasks.
-// An executor that runs out of work flushes on its own (idle), so a busy
-// stream of short tasks reads the clock once per flush and no more. (It
+// maxAgeEvery tasks. An executor that runs out of work flushes on its own
+// (idle), so a busy stream of short tasks reads the clock once per flush
+// and no more. (It
 // read it every fourth task: BenchmarkEngineMemoryNoop c=2 run on one
 // processor, which counts work without cross-core effects, x0.97 ns/task,
 // 9 interleaved runs.)
