@@ -125,23 +125,23 @@ func runningSlot(ctx context.Context) *slotState {
 
 // inherit makes m a child of the task running in st, if one is, as
 // Celery's send_task and add_to_parent do for a task sent from inside
-// another: parent_id is the running task's id (when parent), root_id its
-// root (when root), and m is listed in the running task's result
-// "children". The ids are copied under st.mu, which the executor holds to
+// another: *parentID becomes the running task's id and *rootID its root
+// (each unless nil), copied into m's storage, and m is listed in the
+// running task's result "children". The ids are copied under st.mu, which the executor holds to
 // start and end a run, so a send from another goroutine reads them whole
 // and is not listed once the run ended. (Celery lists a child once it is
 // sent; m is listed just before, so a send that then fails is listed too.)
-func (st *slotState) inherit(m *codec.Message, root, parent bool) {
+func (st *slotState) inherit(m *codec.Message, rootID, parentID *[]byte) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.running == nil {
 		return
 	}
-	if parent {
-		m.ParentID = m.Own(st.running)
+	if parentID != nil {
+		*parentID = m.Own(st.running)
 	}
-	if root {
-		m.RootID = m.OwnString(st.root)
+	if rootID != nil {
+		*rootID = m.OwnString(st.root)
 	}
 	st.listChildLocked(&codec.ResultRef{ID: m.ID})
 }
