@@ -751,6 +751,10 @@ func TestChildrenListedInResult(t *testing.T) {
 				return err
 			}
 		}
+		// Named parent and root: still listed, as Celery's add_to_parent.
+		if err := app.SendRaw(ctx, "tasks.leaf", nil, nil, TaskID("kid-3"), ParentID("p"), RootID("r")); err != nil {
+			return err
+		}
 		if string(t.Args()) == `["fail"]` {
 			return &TaskError{Type: "ValueError", Module: "builtins", Args: []any{"after sending"}}
 		}
@@ -759,8 +763,8 @@ func TestChildrenListedInResult(t *testing.T) {
 	startWorker(t, app, WorkerConfig{Concurrency: 1})
 	ctx := testCtx(t, 10*time.Second)
 	for _, c := range []struct{ id, args, want string }{
-		{"ok", `[]`, `[[["kid-1", null], null], [["kid-2", null], null]]`},
-		{"failed", `["fail"]`, `[[["kid-1", null], null], [["kid-2", null], null]]`},
+		{"ok", `[]`, `[[["kid-1", null], null], [["kid-2", null], null], [["kid-3", null], null]]`},
+		{"failed", `["fail"]`, `[[["kid-1", null], null], [["kid-2", null], null], [["kid-3", null], null]]`},
 		{"alone", ``, `[]`},
 	} {
 		name := "tasks.fanout"

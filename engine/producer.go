@@ -238,10 +238,10 @@ func (a *App) fillMessage(m *codec.Message, ctx context.Context, name string, ar
 	if o.parentID != "" {
 		parent, inheritParent = m.OwnString(o.parentID), nil
 	}
-	if inheritRoot != nil || inheritParent != nil {
-		if st := runningSlot(ctx); st != nil {
-			st.inherit(m, inheritRoot, inheritParent)
-		}
+	// Sent from inside a handler, m is its task's child even when the
+	// options name its parent and root (Celery's add_to_parent).
+	if st := runningSlot(ctx); st != nil {
+		st.inherit(m, inheritRoot, inheritParent)
 	}
 	codec.SetView(&m.RootID, root)
 	codec.SetView(&m.ParentID, parent)
