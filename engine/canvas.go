@@ -353,11 +353,11 @@ func (a *App) applyTask(ctx context.Context, s *Signature, prepend []byte, ac ap
 		chord = o.Chord
 	}
 	embed := appendSigEmbed(nil, o.Link, o.LinkError, ac.chain, chord)
-	m, err := a.newMessage(ctx, s.Task, sigArgs(s, prepend), s.Kwargs, embed, opts)
+	m, from, err := a.newMessage(ctx, s.Task, sigArgs(s, prepend), s.Kwargs, embed, opts)
 	if err != nil {
 		return "", err
 	}
-	return id, a.publish(ctx, m)
+	return id, a.publish(ctx, m, from)
 }
 
 // appendSigEmbed writes the embed object {"callbacks", "errbacks",

@@ -17,9 +17,9 @@
 // A task sent with the handler's context, or one derived from it, is the
 // running task's child, as Celery's send_task makes it: its parent_id is
 // the running task's id and its root_id the running task's root, unless
-// the ParentID and RootID options say otherwise; the running task's result
-// lists it in "children" (in the goroutine and solo pools; a prefork
-// child's sends are not listed). As in Celery, a worker applies a task's
+// the ParentID and RootID options say otherwise; once it is sent, the
+// running task's result lists it in "children" (in the goroutine and solo
+// pools; a prefork child's sends are not listed). As in Celery, a worker applies a task's
 // callbacks and next chain step before it stores the task's result, which
 // lists them among its children too.
 //

@@ -755,6 +755,10 @@ func TestChildrenListedInResult(t *testing.T) {
 		if err := app.SendRaw(ctx, "tasks.leaf", nil, nil, TaskID("kid-3"), ParentID("p"), RootID("r")); err != nil {
 			return err
 		}
+		// Never sent: not listed (Celery lists a child once it is sent).
+		if err := app.SendRaw(ctx, "tasks.leaf", nil, nil, TaskID("unsent"), Priority(12)); err == nil {
+			return errors.New("priority 12 was sent")
+		}
 		if string(t.Args()) == `["fail"]` {
 			return &TaskError{Type: "ValueError", Module: "builtins", Args: []any{"after sending"}}
 		}

@@ -114,11 +114,11 @@ func (o *sendOpts) apply(opts []Option, now func() time.Time) {
 // zero-allocation producer path for the default JSON serializer; the
 // arguments are copied before it returns.
 func (a *App) SendRaw(ctx context.Context, name string, args, kwargs []byte, opts ...Option) error {
-	m, err := a.newMessage(ctx, name, args, kwargs, nil, opts)
+	m, from, err := a.newMessage(ctx, name, args, kwargs, nil, opts)
 	if err != nil {
 		return err
 	}
-	return a.publish(ctx, m)
+	return a.publish(ctx, m, from)
 }
 
 // SendTask sends a task by name (Celery's send_task): args and kwargs are
@@ -157,16 +157,24 @@ func (a *App) sendValues(ctx context.Context, name string, args []any, kwargs ma
 		}
 	}
 	buf.B = b
-	m, err := a.newMessage(ctx, name, b[:split], b[split:], nil, opts)
+	m, from, err := a.newMessage(ctx, name, b[:split], b[split:], nil, opts)
 	if err != nil {
 		return "", err
 	}
 	id := string(m.ID) // m belongs to the broker once published
-	return id, a.publish(ctx, m)
+	return id, a.publish(ctx, m, from)
 }
 
-// publish hands m to the broker, running the publish hooks.
-func (a *App) publish(ctx context.Context, m *codec.Message) error {
+// sentFrom is the handler run a message is sent from (see
+// slotState.inherit), whose result lists the message once it is published.
+type sentFrom struct {
+	st  *slotState
+	run uint64
+}
+
+// publish hands m to the broker, running the publish hooks, and lists it
+// among the children of the run it was sent from.
+func (a *App) publish(ctx context.Context, m *codec.Message, from sentFrom) error {
 	if h := a.hooks.BeforePublish; h != nil {
 		h(m)
 	}
@@ -174,6 +182,11 @@ func (a *App) publish(ctx context.Context, m *codec.Message) error {
 	after := a.hooks.AfterPublish
 	if after != nil { // the broker owns m once published: copy first
 		id, name = string(m.ID), string(m.Task)
+	}
+	var childBuf [64]byte
+	var child []byte
+	if from.st != nil {
+		child = append(childBuf[:0], m.ID...)
 	}
 	var err error
 	if a.one != nil {
@@ -191,6 +204,9 @@ func (a *App) publish(ctx context.Context, m *codec.Message) error {
 	if err != nil {
 		return fmt.Errorf("engine: publish: %w", err)
 	}
+	if from.st != nil {
+		from.st.listSent(from.run, child)
+	}
 	if after != nil {
 		after(id, name)
 	}
@@ -199,21 +215,24 @@ func (a *App) publish(ctx context.Context, m *codec.Message) error {
 
 // newMessage builds a protocol v2 message. args is a JSON array, kwargs a
 // JSON object, embed the embed object (nil = built from link options).
-func (a *App) newMessage(ctx context.Context, name string, args, kwargs, embed []byte, opts []Option) (*codec.Message, error) {
+// A message sent from inside a handler comes with the run to list it in.
+func (a *App) newMessage(ctx context.Context, name string, args, kwargs, embed []byte, opts []Option) (*codec.Message, sentFrom, error) {
 	m := codec.AcquireMessageToOverwrite()
-	if err := a.fillMessage(m, ctx, name, args, kwargs, embed, opts); err != nil {
+	from, err := a.fillMessage(m, ctx, name, args, kwargs, embed, opts)
+	if err != nil {
 		codec.ReleaseMessage(m)
-		return nil, err
+		return nil, sentFrom{}, err
 	}
-	return m, nil
+	return m, from, nil
 }
 
 // fillMessage sets every exported field of m, a message from
 // codec.AcquireMessageToOverwrite that may hold an earlier message's
 // fields, writing only those that change (codec.SetView, codec.SetValue).
 // TestFillMessageOverwritesEveryField checks that no field keeps an
-// earlier value.
-func (a *App) fillMessage(m *codec.Message, ctx context.Context, name string, args, kwargs, embed []byte, opts []Option) error {
+// earlier value. Sent from inside a handler, m inherits its task's ids and
+// fillMessage returns the run to list m in.
+func (a *App) fillMessage(m *codec.Message, ctx context.Context, name string, args, kwargs, embed []byte, opts []Option) (sentFrom, error) {
 	var o sendOpts
 	if len(opts) > 0 {
 		o.apply(opts, time.Now)
@@ -240,8 +259,11 @@ func (a *App) fillMessage(m *codec.Message, ctx context.Context, name string, ar
 	}
 	// Sent from inside a handler, m is its task's child even when the
 	// options name its parent and root (Celery's add_to_parent).
+	var from sentFrom
 	if st := runningSlot(ctx); st != nil {
-		st.inherit(m, inheritRoot, inheritParent)
+		if run := st.inherit(m, inheritRoot, inheritParent); run != 0 {
+			from = sentFrom{st, run}
+		}
 	}
 	codec.SetView(&m.RootID, root)
 	codec.SetView(&m.ParentID, parent)
@@ -288,7 +310,7 @@ func (a *App) fillMessage(m *codec.Message, ctx context.Context, name string, ar
 		prio = o.priority
 	}
 	if prio < 0 || prio > 9 {
-		return fmt.Errorf("engine: send %s: priority %d is outside 0-9", name, prio)
+		return sentFrom{}, fmt.Errorf("engine: send %s: priority %d is outside 0-9", name, prio)
 	}
 	codec.SetView(&m.Exchange, unsafeconv.Bytes(ex))
 	codec.SetView(&m.RoutingKey, unsafeconv.Bytes(rk))
@@ -300,7 +322,7 @@ func (a *App) fillMessage(m *codec.Message, ctx context.Context, name string, ar
 	codec.SetValue(&m.Tag, 0)
 	codec.SetValue(&m.Redelivered, false)
 
-	return a.encodeBody(m, name, args, kwargs, embed, &o)
+	return from, a.encodeBody(m, name, args, kwargs, embed, &o)
 }
 
 // ownOrNil returns a copy of s in m's storage, or nil for "".

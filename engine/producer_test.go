@@ -19,7 +19,7 @@ import (
 func TestFillMessageOverwritesEveryField(t *testing.T) {
 	app := MustNew(Config{})
 	defer app.Close()
-	running := &slotState{running: []byte("parent-task-id"), root: "root-task-id"}
+	running := &slotState{running: []byte("parent-task-id"), root: "root-task-id", run: 1}
 	inHandler := &taskContext{Context: context.Background(), st: running}
 	future := time.Now().Add(time.Hour).Truncate(time.Second)
 
@@ -44,7 +44,7 @@ func TestFillMessageOverwritesEveryField(t *testing.T) {
 	}
 	fill := func(t *testing.T, m *codec.Message, s send) {
 		t.Helper()
-		if err := app.fillMessage(m, s.ctx, "tasks.fill", s.args, s.kwargs, nil, s.opts); err != nil {
+		if _, err := app.fillMessage(m, s.ctx, "tasks.fill", s.args, s.kwargs, nil, s.opts); err != nil {
 			t.Fatal(err)
 		}
 	}

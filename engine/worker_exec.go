@@ -38,6 +38,7 @@ type slotState struct {
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	running []byte // id of the running task (a view), under mu
+	run     uint64 // counts the slot's runs, under mu: see listSent
 	root    string // its root id (a view), under mu: see inherit
 	// children lists the tasks sent from inside the running task, as the
 	// JSON "children" of its result (empty = none); under mu while it runs.
@@ -124,18 +125,17 @@ func runningSlot(ctx context.Context) *slotState {
 }
 
 // inherit makes m a child of the task running in st, if one is, as
-// Celery's send_task and add_to_parent do for a task sent from inside
-// another: *parentID becomes the running task's id and *rootID its root
-// (each unless nil), copied into m's storage, and m is listed in the
-// running task's result "children". The ids are copied under st.mu, which the executor holds to
-// start and end a run, so a send from another goroutine reads them whole
-// and is not listed once the run ended. (Celery lists a child once it is
-// sent; m is listed just before, so a send that then fails is listed too.)
-func (st *slotState) inherit(m *codec.Message, rootID, parentID *[]byte) {
+// Celery's send_task does for a task sent from inside another: *parentID
+// becomes the running task's id and *rootID its root (each unless nil),
+// copied into m's storage. It returns the run to list m in once m is
+// published (listSent), or 0 when st runs nothing. The ids are copied
+// under st.mu, which the executor holds to start and end a run, so a send
+// from another goroutine reads them whole.
+func (st *slotState) inherit(m *codec.Message, rootID, parentID *[]byte) uint64 {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.running == nil {
-		return
+		return 0
 	}
 	if parentID != nil {
 		*parentID = m.Own(st.running)
@@ -143,7 +143,18 @@ func (st *slotState) inherit(m *codec.Message, rootID, parentID *[]byte) {
 	if rootID != nil {
 		*rootID = m.OwnString(st.root)
 	}
-	st.listChildLocked(&codec.ResultRef{ID: m.ID})
+	return st.run
+}
+
+// listSent lists the task id, published during run (see inherit), in the
+// result "children" of st's task, as Celery's add_to_parent does once the
+// task is sent; not if that run has ended.
+func (st *slotState) listSent(run uint64, id []byte) {
+	st.mu.Lock()
+	if st.run == run && st.running != nil {
+		st.listChildLocked(&codec.ResultRef{ID: id})
+	}
+	st.mu.Unlock()
 }
 
 // listChild adds ref to the children of st's task: what the worker applies
@@ -225,6 +236,7 @@ func (w *Worker) runJob(s *pool.Slot, j job) {
 	st.mu.Lock()
 	ctx := st.ctx
 	st.running, st.root, st.children = m.ID, rootOf(t), emptiedChildren(st.children)
+	st.run++
 	st.limits, st.lateAck, st.fired = limits, acksLate, 0
 	st.mu.Unlock()
 
@@ -471,7 +483,7 @@ func (w *Worker) retry(st *slotState, t *Task, r *RetryError) (codec.State, bool
 	next.Redelivered = false
 	next.DeliveryTag = nil
 	next.Tag = 0
-	if err := w.app.publish(contextBackground, next); err != nil {
+	if err := w.app.publish(contextBackground, next, sentFrom{}); err != nil {
 		w.app.errorf("worker: retry publish failed", "task", t.Name, "id", t.ID, "err", err)
 		return 0, false
 	}

@@ -164,6 +164,7 @@ func (w *Worker) serveChild() {
 		// Children are listed by the parent process's store, which this
 		// child does not reach: they are dropped with each run.
 		st.running, st.root, st.children = m.ID, rootOf(t), emptiedChildren(st.children)
+		st.run++
 		st.mu.Unlock()
 		err := call(def.handler, ctx, t)
 		st.mu.Lock()
