@@ -19,9 +19,9 @@
 // the running task's id and its root_id the running task's root, unless
 // the ParentID and RootID options say otherwise; once it is sent, the
 // running task's result lists it in "children" (in the goroutine and solo
-// pools; a prefork child's sends are not listed). As in Celery, a worker applies a task's
-// callbacks and next chain step before it stores the task's result, which
-// lists them among its children too.
+// pools; a prefork child's sends are not listed). As in Celery, a worker
+// applies a task's callbacks and next chain step before it stores the
+// task's result, which lists them among its children too.
 //
 // # The worker's hot path
 //
