@@ -245,14 +245,7 @@ func (a *App) newMessage(ctx context.Context, name string, args, kwargs, embed [
 	// options name its parent and root (Celery's add_to_parent).
 	var from sentFrom
 	if st := runningSlot(ctx); st != nil {
-		var rootID, parentID *[]byte
-		if o.rootID == "" {
-			rootID = &m.RootID
-		}
-		if o.parentID == "" {
-			parentID = &m.ParentID
-		}
-		if run := st.inherit(m, rootID, parentID); run != 0 {
+		if run := st.inherit(m, o.rootID == "", o.parentID == ""); run != 0 {
 			from = sentFrom{st, run}
 		}
 	}
