@@ -42,7 +42,7 @@ func newAMQPTransport(ctx context.Context, brokerURL, backendURL string, o Trans
 
 func (t *amqpTransport) Name() string { return "amqp" }
 
-func (t *amqpTransport) Open(ctx context.Context) (transport.Broker, transport.Backend, error) {
+func (t *amqpTransport) Open(ctx context.Context, _ string) (transport.Broker, transport.Backend, error) {
 	b, err := amqp.NewBroker(ctx, t.brokerURL)
 	if err != nil {
 		return nil, nil, err

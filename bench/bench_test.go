@@ -187,6 +187,39 @@ func TestBatcherPublishesFullBatchesThenTheRest(t *testing.T) {
 	}
 }
 
+// The throughput scenario's memory broker holds producers back once its
+// queue is full; the enqueue scenario's, loaded with no consumer, does not.
+func TestMemoryThroughputQueueIsBounded(t *testing.T) {
+	t.Parallel()
+	publish := func(scenario string, n int) error {
+		b, be, err := newMemoryTransport().Open(context.Background(), scenario)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		defer be.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		for i := range n {
+			if i == n-1 {
+				cancel() // a publish that has to wait gives up at once
+			}
+			m := codec.AcquireMessage()
+			m.RoutingKey = []byte("q")
+			if err := b.Publish(ctx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := publish(ScenarioThroughput, memoryMaxLength+1); !errors.Is(err, context.Canceled) {
+		t.Errorf("throughput: publish past %d queued = %v, want it to wait", memoryMaxLength, err)
+	}
+	if err := publish(ScenarioEnqueue, memoryMaxLength+1); err != nil {
+		t.Errorf("enqueue: %v", err)
+	}
+}
+
 func TestChanCeiling(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -39,7 +39,7 @@ func newRedisTransport(ctx context.Context, brokerURL, backendURL string, o Tran
 
 func (t *redisTransport) Name() string { return "redis" }
 
-func (t *redisTransport) Open(ctx context.Context) (transport.Broker, transport.Backend, error) {
+func (t *redisTransport) Open(ctx context.Context, _ string) (transport.Broker, transport.Backend, error) {
 	b, err := redis.NewBroker(ctx, t.brokerURL)
 	if err != nil {
 		return nil, nil, err

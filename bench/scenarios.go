@@ -180,7 +180,7 @@ func newRunner(ctx context.Context, cfg Config, tr Transport) (*runner, error) {
 		r.argv = []any{s}
 		r.args, _ = json.Marshal(r.argv)
 	}
-	b, be, err := tr.Open(ctx)
+	b, be, err := tr.Open(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("bench: open %s: %w", tr.Name(), err)
 	}
@@ -332,7 +332,7 @@ type bed struct {
 // newBed opens the transport for a scenario. publish, when set, wraps
 // the broker the app publishes through.
 func (r *runner) newBed(ctx context.Context, scenario string, target int, publish func(transport.Broker) transport.Broker) (*bed, error) {
-	b, be, err := r.tr.Open(ctx)
+	b, be, err := r.tr.Open(ctx, scenario)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", r.tr.Name(), err)
 	}
@@ -543,7 +543,7 @@ func (r *runner) preloadQueue(ctx context.Context, name string, n int) error {
 
 // purge drops the messages left on the queue of scenario name.
 func (r *runner) purge(ctx context.Context, name string) error {
-	b, be, err := r.tr.Open(ctx)
+	b, be, err := r.tr.Open(ctx, "")
 	if err != nil {
 		return err
 	}

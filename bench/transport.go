@@ -28,8 +28,9 @@ type Transport interface {
 	// Name is "memory", "redis", "amqp", ...
 	Name() string
 	// Open returns a broker and a result backend (nil = results are not
-	// stored) for one scenario. The caller closes both.
-	Open(ctx context.Context) (transport.Broker, transport.Backend, error)
+	// stored) for the named scenario ("" when the harness only probes the
+	// transport or purges a queue). The caller closes both.
+	Open(ctx context.Context, scenario string) (transport.Broker, transport.Backend, error)
 	// Ceiling returns the raw ceiling of the transport, nil if none.
 	Ceiling() Ceiling
 	// CeleryURLs returns the broker and result backend URLs a Python

@@ -46,9 +46,32 @@ const levels = 10
 // taken leaves its messages for the holder to move (+14 %: the moving
 // falls on the consumers).
 type Broker struct {
-	mu     sync.Mutex               // serialises queue creation
-	queues atomic.Pointer[queueSet] // copy-on-write: lookups take no lock
-	closed atomic.Bool
+	mu        sync.Mutex               // serialises queue creation
+	queues    atomic.Pointer[queueSet] // copy-on-write: lookups take no lock
+	closed    atomic.Bool
+	maxLength int // ready messages per queue; 0 = unbounded
+}
+
+// Option configures a Broker.
+type Option func(*Broker)
+
+// MaxLength bounds each queue to n ready (not yet fetched) messages; 0,
+// the default, leaves queues unbounded. A publish that finds its queue
+// full waits, as a send on a full buffered channel does, until consumers
+// have taken the queue down to half of n, the broker is closed (ErrClosed)
+// or its context is done (ctx.Err(); the messages not yet queued are
+// released). Waking publishers at half of n rather than at the first free
+// place lets a producer that outruns its consumers park once per n/2
+// messages, not once per message. Requeued messages (Reject, a closed
+// consumer) do not wait.
+//
+// The bound is back-pressure: a producer faster than its workers is slowed
+// to their pace instead of growing the queue, and the memory it holds,
+// without limit. It can deadlock a worker whose tasks publish to a full
+// queue that only that worker consumes; that is why queues are unbounded
+// unless asked.
+func MaxLength(n int) Option {
+	return func(b *Broker) { b.maxLength = max(n, 0) }
 }
 
 // queueSet is a broker's queues, replaced as a whole when one is added.
@@ -84,11 +107,16 @@ type queue struct {
 	levels  [levels]ring
 	n       int
 	waiters []*Consumer
+	max     int           // Broker.maxLength
+	room    chan struct{} // closed when a full queue is down to max/2; nil while no publisher waits
 }
 
 // NewBroker returns an empty broker.
-func NewBroker() *Broker {
+func NewBroker(opts ...Option) *Broker {
 	b := &Broker{}
+	for _, o := range opts {
+		o(b)
+	}
 	b.queues.Store(&queueSet{})
 	return b
 }
@@ -114,7 +142,7 @@ func (b *Broker) queue(name []byte) *queue {
 	for k, v := range old.byName {
 		next.byName[k] = v
 	}
-	q := &queue{name: string(name)}
+	q := &queue{name: string(name), max: b.maxLength}
 	next.byName[q.name] = q
 	if len(next.byName) <= fewQueues {
 		next.few = append(slices.Clone(old.few), q)
@@ -141,6 +169,45 @@ func (q *queue) lock() {
 	q.mu.Lock()
 }
 
+// fullLocked reports whether a publisher must wait before it queues
+// another message on q. q.mu is held.
+func (q *queue) fullLocked() bool { return q.max > 0 && q.n >= q.max }
+
+// waitRoomLocked waits, with q.mu released, until consumers have taken q
+// down to half of its bound, then takes q.mu again; it returns ErrClosed
+// or ctx.Err() (with q.mu held) if the broker is closed or ctx is done
+// first. q.mu is held.
+func (q *queue) waitRoomLocked(ctx context.Context, b *Broker) error {
+	if b.closed.Load() { // Close set it before it took q.mu to wake us
+		return ErrClosed
+	}
+	if q.room == nil {
+		q.room = make(chan struct{})
+	}
+	room := q.room
+	q.mu.Unlock()
+	var err error
+	select {
+	case <-room:
+		if b.closed.Load() {
+			err = ErrClosed
+		}
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	q.lock()
+	return err
+}
+
+// tookLocked wakes the publishers waiting for room once q is down to half
+// of its bound. q.mu is held.
+func (q *queue) tookLocked() {
+	if q.room != nil && q.n <= q.max/2 {
+		close(q.room)
+		q.room = nil
+	}
+}
+
 // wakeLocked tells the waiting consumers that q has messages. q.mu is held.
 func (q *queue) wakeLocked() {
 	for _, c := range q.waiters {
@@ -153,18 +220,25 @@ func (q *queue) wakeLocked() {
 // Publish queues each message on the queue named by its routing key (the
 // exchange is not consulted: every queue behaves as bound to a direct
 // exchange of its own name and to the default exchange). Consecutive
-// messages for one queue are queued under one lock.
-func (b *Broker) Publish(_ context.Context, msgs ...*codec.Message) error {
+// messages for one queue are queued under one lock. With MaxLength, a
+// full queue makes Publish wait (see MaxLength).
+func (b *Broker) Publish(ctx context.Context, msgs ...*codec.Message) error {
 	if b.closed.Load() {
-		for _, m := range msgs {
-			codec.ReleaseMessage(m)
-		}
+		releaseAll(msgs)
 		return ErrClosed
 	}
 	for i := 0; i < len(msgs); {
 		q := b.queue(msgs[i].RoutingKey)
 		q.lock()
 		for ; i < len(msgs) && string(msgs[i].RoutingKey) == q.name; i++ {
+			for q.fullLocked() {
+				q.wakeLocked() // the messages queued so far
+				if err := q.waitRoomLocked(ctx, b); err != nil {
+					q.mu.Unlock()
+					releaseAll(msgs[i:])
+					return err
+				}
+			}
 			q.pushLocked(msgs[i])
 		}
 		q.wakeLocked()
@@ -174,17 +248,30 @@ func (b *Broker) Publish(_ context.Context, msgs ...*codec.Message) error {
 }
 
 // PublishOne implements transport.OnePublisher: Publish for one message.
-func (b *Broker) PublishOne(_ context.Context, m *codec.Message) error {
+func (b *Broker) PublishOne(ctx context.Context, m *codec.Message) error {
 	if b.closed.Load() {
 		codec.ReleaseMessage(m)
 		return ErrClosed
 	}
 	q := b.queue(m.RoutingKey)
 	q.lock()
+	for q.fullLocked() {
+		if err := q.waitRoomLocked(ctx, b); err != nil {
+			q.mu.Unlock()
+			codec.ReleaseMessage(m)
+			return err
+		}
+	}
 	q.pushLocked(m)
 	q.wakeLocked()
 	q.mu.Unlock()
 	return nil
+}
+
+func releaseAll(msgs []*codec.Message) {
+	for _, m := range msgs {
+		codec.ReleaseMessage(m)
+	}
 }
 
 // pushLocked queues m behind the messages of its priority. q.mu is held.
@@ -219,6 +306,7 @@ func (b *Broker) Purge(queue string) int {
 		}
 	}
 	q.n = 0
+	q.tookLocked()
 	return n
 }
 
@@ -249,6 +337,10 @@ func (b *Broker) Close() error {
 	for _, q := range b.queues.Load().byName {
 		q.mu.Lock()
 		q.wakeLocked()
+		if q.room != nil { // publishers waiting for room return ErrClosed
+			close(q.room)
+			q.room = nil
+		}
 		q.mu.Unlock()
 	}
 	return nil
@@ -391,6 +483,7 @@ func (c *Consumer) takeLocked(dst []*codec.Message) int {
 		}
 	}
 	for _, q := range c.queues {
+		q.tookLocked()
 		q.mu.Unlock()
 	}
 	for _, m := range dst[:n] {

@@ -2,8 +2,9 @@
 // default, with no server to run.
 //
 // The broker passes *codec.Message pointers from producer to consumer:
-// nothing is encoded, copied or allocated per message. Queues are
-// unbounded FIFO rings, one per priority level; like RabbitMQ, a higher
+// nothing is encoded, copied or allocated per message. Queues are FIFO
+// rings, one per priority level, unbounded unless the broker is made with
+// MaxLength (publishers then wait for room); like RabbitMQ, a higher
 // priority number (0-9) is served first. Unacknowledged messages are
 // tracked per consumer and requeued, flagged Redelivered, when the consumer
 // is closed or rejects them with requeue. Nothing survives the process.
