@@ -53,7 +53,12 @@ func (m *Message) BodyJSON(limit int64) ([]byte, error) {
 		if body == nil {
 			body = []byte{}
 		}
-		m.bodyJSON = body
+		if len(m.Compression) != 0 {
+			m.bodyJSON = body // decompressed once
+		}
+		// m.Body itself is not cached: a worker reading it would write
+		// a cache line of a message that its producer, on another core,
+		// rebuilds (AcquireMessageToOverwrite).
 		return body, nil
 	case ContentTypeMsgpack, ContentTypeYAML:
 		s, _ := serializer.ByContentType(m.ContentType)

@@ -53,7 +53,6 @@ type Message struct {
 	Exchange    []byte
 	RoutingKey  []byte
 	DeliveryTag []byte // kombu's per-publish UUID on Redis; empty elsewhere
-	Tag         uint64 // transport-private delivery handle (AMQP delivery tag, memory slot)
 	Redelivered bool
 
 	// Body is the serialized, possibly compressed, body bytes
@@ -64,7 +63,14 @@ type Message struct {
 	// encoders always write 2.
 	Protocol int
 
-	scratch  []byte // owned storage for unescaped strings and decoded bodies
+	scratch []byte // owned storage for unescaped strings and decoded bodies
+
+	// Tag is the transport-private delivery handle (AMQP delivery tag,
+	// memory slot), set on receipt. It is kept on the cache line of the
+	// id's storage, the one line a producer rebuilding a pooled message
+	// of the same shape writes (AcquireMessageToOverwrite), so that a
+	// consumer setting it moves no other line between their cores.
+	Tag      uint64
 	idBuf    [36]byte
 	tagBuf   [36]byte // NewDeliveryTag's storage
 	bodyJSON []byte   // BodyJSON's cached result
@@ -89,8 +95,10 @@ type TimeLimit struct {
 // releasing one only where it reads it, which saves moving its cache lines
 // back and forth (BenchmarkEngineMemoryNoop in engine). Setting a field of
 // a marked message to other memory (a network buffer) keeps that memory
-// alive while m sits in the pool; Reset clears the mark.
-func (m *Message) MarkSelfContained() { m.selfContained = true }
+// alive while m sits in the pool; Reset clears the mark. A producer that
+// sets every field itself takes such messages uncleared
+// (AcquireMessageToOverwrite).
+func (m *Message) MarkSelfContained() { SetValue(&m.selfContained, true) }
 
 // Reset clears m for reuse, keeping its scratch storage.
 func (m *Message) Reset() {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/celerity-go/celerity/codec/compress"
 	"github.com/celerity-go/celerity/codec/serializer"
@@ -374,6 +375,90 @@ func TestAcquireAfterSelfContainedRelease(t *testing.T) {
 	ReleaseMessage(m)
 	if m.Body != nil || m.scratch != nil {
 		t.Errorf("oversized scratch kept alive: len(Body) %d, cap(scratch) %d", len(m.Body), cap(m.scratch))
+	}
+}
+
+// TestAcquireMessageToOverwrite: a self-contained message comes back with
+// its exported fields as released and its own storage emptied; any other
+// message comes back Reset. SetView and SetValue write only a change.
+func TestAcquireMessageToOverwrite(t *testing.T) {
+	reused := false
+	for range 100 {
+		m := AcquireMessageToOverwrite()
+		if len(m.scratch) != 0 || m.bodyJSON != nil {
+			t.Fatalf("own storage not emptied: len(scratch) %d, bodyJSON %q", len(m.scratch), m.bodyJSON)
+		}
+		if m.selfContained {
+			reused = true
+			if string(m.Task) != "tasks.add" || m.Priority != 9 || len(m.ID) != 36 {
+				t.Fatalf("fields of a self-contained message changed: %+v", *m)
+			}
+		} else if !reflect.DeepEqual(*m, Message{scratch: m.scratch}) {
+			t.Fatalf("message not marked self-contained is not reset: %+v", *m)
+		}
+		m.MarkSelfContained()
+		m.NewID()
+		m.Task = []byte("tasks.add")
+		m.Priority = 9
+		m.Body = m.Own([]byte(`[[1], {}, {}]`))
+		m.ContentType = []byte(ContentTypeYAML) // BodyJSON stores a transcoded body
+		if _, err := m.BodyJSON(0); err != nil {
+			t.Fatal(err)
+		}
+		ReleaseMessage(m)
+	}
+	if !reused {
+		t.Error("the pool never returned a released message")
+	}
+
+	b := []byte("abc")
+	v := b[:2]
+	SetView(&v, b[:2])
+	if &v[0] != &b[0] || len(v) != 2 {
+		t.Error("SetView changed an equal view")
+	}
+	SetView(&v, b[1:3])
+	if &v[0] != &b[1] || len(v) != 2 {
+		t.Error("SetView kept a view of other memory")
+	}
+	SetView(&v, b[1:2])
+	if len(v) != 1 {
+		t.Error("SetView kept a longer view")
+	}
+	SetView(&v, nil)
+	if v != nil {
+		t.Error("SetView kept a view instead of nil")
+	}
+	n := 3
+	SetValue(&n, 4)
+	if n != 4 {
+		t.Error("SetValue")
+	}
+}
+
+// TestTagSharesTheIDLine: a pooled message rebuilt in the same shape
+// changes only its id's line, and a memory consumer writes Tag; with both
+// on one cache line, one line moves between the cores per message.
+// (A Message, 760 bytes, comes from the 768-byte size class, whose objects
+// are 64-byte aligned, as are those of the classes around it.)
+func TestTagSharesTheIDLine(t *testing.T) {
+	var m Message
+	tag, id := unsafe.Offsetof(m.Tag), unsafe.Offsetof(m.idBuf)
+	if tag/64 != id/64 || (id+uintptr(len(m.idBuf))-1)/64 != id/64 {
+		t.Errorf("Tag at %d and idBuf at %d-%d are not on one 64-byte line", tag, id, id+uintptr(len(m.idBuf))-1)
+	}
+}
+
+// TestBodyJSONPlainNotCached: BodyJSON of an uncompressed JSON body
+// returns the body and writes nothing to the message.
+func TestBodyJSONPlainNotCached(t *testing.T) {
+	m := &Message{Body: []byte(`[[], {}, {}]`), ContentType: []byte(ContentTypeJSON)}
+	got, err := m.BodyJSON(0)
+	if err != nil || &got[0] != &m.Body[0] {
+		t.Fatalf("BodyJSON = %q, %v; want m.Body itself", got, err)
+	}
+	if m.bodyJSON != nil {
+		t.Error("plain JSON body cached in the message")
 	}
 }
 

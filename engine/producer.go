@@ -217,63 +217,83 @@ func (a *App) publish(ctx context.Context, m *codec.Message, from sentFrom) erro
 // JSON object, embed the embed object (nil = built from link options).
 // A message sent from inside a handler comes with the run to list it in.
 func (a *App) newMessage(ctx context.Context, name string, args, kwargs, embed []byte, opts []Option) (*codec.Message, sentFrom, error) {
+	m := codec.AcquireMessageToOverwrite()
+	from, err := a.fillMessage(m, ctx, name, args, kwargs, embed, opts)
+	if err != nil {
+		codec.ReleaseMessage(m)
+		return nil, sentFrom{}, err
+	}
+	return m, from, nil
+}
+
+// fillMessage sets every exported field of m, a message from
+// codec.AcquireMessageToOverwrite that may hold an earlier message's
+// fields, writing only those that change (codec.SetView, codec.SetValue).
+// TestFillMessageOverwritesEveryField checks that no field keeps an
+// earlier value. Sent from inside a handler, m inherits its task's ids and
+// fillMessage returns the run to list m in.
+func (a *App) fillMessage(m *codec.Message, ctx context.Context, name string, args, kwargs, embed []byte, opts []Option) (sentFrom, error) {
 	var o sendOpts
 	if len(opts) > 0 {
 		o.apply(opts, time.Now)
 	}
-	m := codec.AcquireMessage()
 	// Every view set below is a constant, a name, or storage of m (Own,
 	// NewID): the worker that releases m need not clear it.
 	m.MarkSelfContained()
-	m.Protocol = 2
-	m.Lang = langGo
-	m.Task = unsafeconv.Bytes(name)
+	codec.SetValue(&m.Protocol, 2)
+	codec.SetView(&m.Lang, langGo)
+	codec.SetView(&m.Task, unsafeconv.Bytes(name))
 	if o.taskID != "" {
-		m.ID = m.OwnString(o.taskID)
+		codec.SetView(&m.ID, m.OwnString(o.taskID))
 	} else {
 		m.NewID()
 	}
-	m.CorrelationID = m.ID
-	m.RootID = m.ID
+	codec.SetView(&m.CorrelationID, m.ID)
+	root, parent := m.ID, []byte(nil)
+	inheritRoot, inheritParent := &root, &parent
 	if o.rootID != "" {
-		m.RootID = m.OwnString(o.rootID)
+		root, inheritRoot = m.OwnString(o.rootID), nil
 	}
 	if o.parentID != "" {
-		m.ParentID = m.OwnString(o.parentID)
+		parent, inheritParent = m.OwnString(o.parentID), nil
 	}
 	// Sent from inside a handler, m is its task's child even when the
 	// options name its parent and root (Celery's add_to_parent).
 	var from sentFrom
 	if st := runningSlot(ctx); st != nil {
-		if run := st.inherit(m, o.rootID == "", o.parentID == ""); run != 0 {
+		if run := st.inherit(m, inheritRoot, inheritParent); run != 0 {
 			from = sentFrom{st, run}
 		}
 	}
-	if o.group != "" {
-		m.Group = m.OwnString(o.group)
-	}
-	m.GroupIndex, m.HasGroupIndex = o.groupIndex, o.hasGroupIndex
-	if o.shadow != "" {
-		m.Shadow = m.OwnString(o.shadow)
-	}
-	m.Origin = origin
-	m.Retries = o.retries
-	m.ETA = o.eta
-	m.Expires = o.expires
+	codec.SetView(&m.RootID, root)
+	codec.SetView(&m.ParentID, parent)
+	codec.SetView(&m.Group, ownOrNil(m, o.group))
+	codec.SetValue(&m.GroupIndex, o.groupIndex)
+	codec.SetValue(&m.HasGroupIndex, o.hasGroupIndex)
+	codec.SetView(&m.Shadow, ownOrNil(m, o.shadow))
+	codec.SetView(&m.Origin, origin)
+	codec.SetValue(&m.Retries, o.retries)
+	codec.SetValue(&m.ETA, o.eta)
+	codec.SetValue(&m.Expires, o.expires)
+	var expiration int64
 	if !o.expires.IsZero() {
-		m.Expiration = max(0, time.Until(o.expires).Milliseconds())
-		m.HasExpiration = true
+		expiration = max(0, time.Until(o.expires).Milliseconds())
 	}
+	codec.SetValue(&m.Expiration, expiration)
+	codec.SetValue(&m.HasExpiration, !o.expires.IsZero())
+	var tl codec.TimeLimit
 	if o.timeLimit > 0 {
-		m.TimeLimit.Hard, m.TimeLimit.HasHard = o.timeLimit.Seconds(), true
+		tl.Hard, tl.HasHard = o.timeLimit.Seconds(), true
 	}
 	if o.softTimeLimit > 0 {
-		m.TimeLimit.Soft, m.TimeLimit.HasSoft = o.softTimeLimit.Seconds(), true
+		tl.Soft, tl.HasSoft = o.softTimeLimit.Seconds(), true
 	}
-	m.IgnoreResult = a.cfg.TaskIgnoreResult
+	codec.SetValue(&m.TimeLimit, tl)
+	ignore := a.cfg.TaskIgnoreResult
 	if o.hasIgnore {
-		m.IgnoreResult = o.ignoreResult
+		ignore = o.ignoreResult
 	}
+	codec.SetValue(&m.IgnoreResult, ignore)
 
 	// Routing: explicit options, then task_routes, then the default queue.
 	ex, rk, prio, hasPrio := a.route(name)
@@ -290,17 +310,27 @@ func (a *App) newMessage(ctx context.Context, name string, args, kwargs, embed [
 		prio = o.priority
 	}
 	if prio < 0 || prio > 9 {
-		codec.ReleaseMessage(m)
-		return nil, sentFrom{}, fmt.Errorf("engine: send %s: priority %d is outside 0-9", name, prio)
+		return sentFrom{}, fmt.Errorf("engine: send %s: priority %d is outside 0-9", name, prio)
 	}
-	m.Exchange, m.RoutingKey, m.Priority = unsafeconv.Bytes(ex), unsafeconv.Bytes(rk), uint8(prio)
-	m.DeliveryMode = 2
+	codec.SetView(&m.Exchange, unsafeconv.Bytes(ex))
+	codec.SetView(&m.RoutingKey, unsafeconv.Bytes(rk))
+	codec.SetValue(&m.Priority, uint8(prio))
+	codec.SetValue(&m.DeliveryMode, 2)
+	// Set by transports: none yet.
+	codec.SetView(&m.ReplyTo, nil)
+	codec.SetView(&m.DeliveryTag, nil)
+	codec.SetValue(&m.Tag, 0)
+	codec.SetValue(&m.Redelivered, false)
 
-	if err := a.encodeBody(m, name, args, kwargs, embed, &o); err != nil {
-		codec.ReleaseMessage(m)
-		return nil, sentFrom{}, err
+	return from, a.encodeBody(m, name, args, kwargs, embed, &o)
+}
+
+// ownOrNil returns a copy of s in m's storage, or nil for "".
+func ownOrNil(m *codec.Message, s string) []byte {
+	if s == "" {
+		return nil
 	}
-	return m, from, nil
+	return m.OwnString(s)
 }
 
 // encodeBody fills the body, its content type and the repr headers.
@@ -315,8 +345,13 @@ func (a *App) encodeBody(m *codec.Message, name string, args, kwargs, embed []by
 		len(args) == 2 && len(kwargs) == 2 && o.serializer == "" && a.cfg.TaskSerializer == "json" &&
 		o.compression == "" && a.cfg.TaskCompression == "" {
 		// No arguments, default format: every part is a constant.
-		m.ArgsRepr, m.KwargsRepr, m.Body = emptyArgsRepr, emptyKwargsRepr, emptyBody
-		m.ContentType, m.ContentEncoding = contentTypeJSON, contentEncodingUTF8
+		codec.SetView(&m.ArgsRepr, emptyArgsRepr)
+		codec.SetView(&m.KwargsRepr, emptyKwargsRepr)
+		codec.SetView(&m.ExtraHeaders, nil)
+		codec.SetView(&m.Body, emptyBody)
+		codec.SetView(&m.ContentType, contentTypeJSON)
+		codec.SetView(&m.ContentEncoding, contentEncodingUTF8)
+		codec.SetView(&m.Compression, nil)
 		return nil
 	}
 	buf := bytebufferpool.Get()
@@ -329,16 +364,18 @@ func (a *App) encodeBody(m *codec.Message, name string, args, kwargs, embed []by
 		}
 	}
 	b = appendPyRepr(b, args, true)
-	m.ArgsRepr = m.Own(b)
+	codec.SetView(&m.ArgsRepr, m.Own(b))
 	b = appendPyRepr(b[:0], kwargs, false)
-	m.KwargsRepr = m.Own(b)
+	codec.SetView(&m.KwargsRepr, m.Own(b))
+	var extra []byte
 	if o.headers != nil {
 		h, err := appendJSON(b[:0], o.headers)
 		if err != nil {
 			return fmt.Errorf("engine: send %s: headers: %w", name, err)
 		}
-		m.ExtraHeaders = m.Own(h)
+		extra = m.Own(h)
 	}
+	codec.SetView(&m.ExtraHeaders, extra)
 	b = codec.AppendJSONBody(b[:0], args, kwargs, embed)
 
 	ser := o.serializer
@@ -356,13 +393,14 @@ func (a *App) encodeBody(m *codec.Message, name string, args, kwargs, embed []by
 		}
 		b = append(b[:0], out...)
 	}
-	m.ContentType = unsafeconv.Bytes(s.ContentType)
-	m.ContentEncoding = unsafeconv.Bytes(s.ContentEncoding)
+	codec.SetView(&m.ContentType, unsafeconv.Bytes(s.ContentType))
+	codec.SetView(&m.ContentEncoding, unsafeconv.Bytes(s.ContentEncoding))
 
 	comp := o.compression
 	if comp == "" {
 		comp = a.cfg.TaskCompression
 	}
+	var mime []byte
 	if comp != "" {
 		c, ok := compress.Lookup(comp)
 		if !ok {
@@ -373,9 +411,10 @@ func (a *App) encodeBody(m *codec.Message, name string, args, kwargs, embed []by
 			return fmt.Errorf("engine: send %s: compress: %w", name, err)
 		}
 		b = append(b[:0], z...)
-		m.Compression = unsafeconv.Bytes(c.Mime)
+		mime = unsafeconv.Bytes(c.Mime)
 	}
-	m.Body = m.Own(b)
+	codec.SetView(&m.Compression, mime)
+	codec.SetView(&m.Body, m.Own(b))
 	buf.B = b
 	return nil
 }

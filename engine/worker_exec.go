@@ -125,23 +125,23 @@ func runningSlot(ctx context.Context) *slotState {
 }
 
 // inherit makes m a child of the task running in st, if one is, as
-// Celery's send_task does for a task sent from inside another: parent_id
-// becomes the running task's id (when parent) and root_id its root (when
-// root), copied into m's storage. It returns the run to list m in once m is
+// Celery's send_task does for a task sent from inside another: *parentID
+// becomes the running task's id and *rootID its root (each unless nil),
+// copied into m's storage. It returns the run to list m in once m is
 // published (listSent), or 0 when st runs nothing. The ids are copied
 // under st.mu, which the executor holds to start and end a run, so a send
 // from another goroutine reads them whole.
-func (st *slotState) inherit(m *codec.Message, root, parent bool) uint64 {
+func (st *slotState) inherit(m *codec.Message, rootID, parentID *[]byte) uint64 {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.running == nil {
 		return 0
 	}
-	if parent {
-		m.ParentID = m.Own(st.running)
+	if parentID != nil {
+		*parentID = m.Own(st.running)
 	}
-	if root {
-		m.RootID = m.OwnString(st.root)
+	if rootID != nil {
+		*rootID = m.OwnString(st.root)
 	}
 	return st.run
 }
