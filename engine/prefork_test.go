@@ -17,7 +17,7 @@ import (
 // binary running only the calling test: the child rebuilds the same app and
 // tasks and becomes a child in Worker.Run. Call it before anything else the
 // test does with side effects.
-func preforkWorker(t *testing.T, app *engine.App, cfg engine.WorkerConfig) {
+func preforkWorker(t *testing.T, app *engine.App, cfg engine.WorkerConfig) *engine.Worker {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -44,6 +44,7 @@ func preforkWorker(t *testing.T, app *engine.App, cfg engine.WorkerConfig) {
 			t.Error("prefork worker did not stop")
 		}
 	})
+	return w
 }
 
 func TestPreforkRunsTasksInChildProcesses(t *testing.T) {
@@ -55,7 +56,7 @@ func TestPreforkRunsTasksInChildProcesses(t *testing.T) {
 		return 0, &engine.TaskError{Type: "ValueError", Module: "builtins", Args: []any{"from the child"}}
 	})
 	boom := engine.Register0(app, "p.panic", func(context.Context) (int, error) { panic("child panic") })
-	preforkWorker(t, app, engine.WorkerConfig{Concurrency: 2})
+	w := preforkWorker(t, app, engine.WorkerConfig{Concurrency: 2})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -79,6 +80,11 @@ func TestPreforkRunsTasksInChildProcesses(t *testing.T) {
 	s2, _ := add.Delay(ctx, 1, 1) // the pool goes on
 	if v, err := s2.Get(ctx); v != 2 || err != nil {
 		t.Fatalf("after a panic: %v, %v", v, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); w.Stats().Succeeded.Load() != 3; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Stats().Succeeded = %d, want the 3 successes", w.Stats().Succeeded.Load())
+		}
 	}
 }
 

@@ -281,6 +281,7 @@ func (pj *preforkJob) finish(res prefork.Result) {
 	switch {
 	case res.Err == nil:
 		state := w.outcome(&pj.st, t, decodeOutcome(res.Payload, t))
+		w.addSucceeded(&pj.st) // pj.st is the job's own: never flushed
 		if h := w.app.hooks.TaskPostrun; h != nil {
 			h(t, state)
 		}
