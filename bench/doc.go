@@ -11,7 +11,8 @@
 //	drain          N no-op tasks pre-loaded, then a worker runs them all:
 //	               from the worker being ready to the last task done
 //	throughput     producers and worker together: from the first send to the
-//	               last task done
+//	               last task done (on memory://, producers wait while 4096
+//	               tasks are queued, as a broker's flow control holds them)
 //	latency        round trips one after the other (Config.Clients at once):
 //	               send a task, run it, wait for its result; p50/p90/p99/p99.9
 //	               from a log-linear (HDR-style) Histogram
