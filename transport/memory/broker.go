@@ -203,6 +203,13 @@ func (q *queue) waitRoomLocked(ctx context.Context, b *Broker) error {
 // of its bound. q.mu is held.
 func (q *queue) tookLocked() {
 	if q.room != nil && q.n <= q.max/2 {
+		q.openRoomLocked()
+	}
+}
+
+// openRoomLocked wakes the publishers waiting for room. q.mu is held.
+func (q *queue) openRoomLocked() {
+	if q.room != nil {
 		close(q.room)
 		q.room = nil
 	}
@@ -337,10 +344,7 @@ func (b *Broker) Close() error {
 	for _, q := range b.queues.Load().byName {
 		q.mu.Lock()
 		q.wakeLocked()
-		if q.room != nil { // publishers waiting for room return ErrClosed
-			close(q.room)
-			q.room = nil
-		}
+		q.openRoomLocked() // publishers waiting for room return ErrClosed
 		q.mu.Unlock()
 	}
 	return nil
