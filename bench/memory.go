@@ -24,8 +24,9 @@ func (*memoryTransport) Name() string { return "memory" }
 // collections of holding them cost more than the producers saved (4.0 ->
 // 1.7 M tasks/s with a faster producer, -n 500000). A broker's flow
 // control holds producers to the consumers' pace, and the ceiling's
-// handoff channel is bounded too. The other scenarios either load a queue
-// with no consumer (enqueue, drain) or wait for each result.
+// handoff channel is bounded too. Enqueue and drain load a queue with no
+// consumer, so theirs must stay unbounded; latency and canvas keep the
+// engine's default, unbounded broker.
 const memoryMaxLength = 4096
 
 func (*memoryTransport) Open(_ context.Context, scenario string) (transport.Broker, transport.Backend, error) {
