@@ -122,16 +122,17 @@ func (t *Task) UpdateState(ctx context.Context, state string, meta any) error {
 // reset points t at m for a new run.
 func (t *Task) reset(w *Worker, def *taskDef, m *codec.Message) {
 	s := unsafeconv.String
-	*t = Task{
-		ID: s(m.ID), Name: s(m.Task), RootID: s(m.RootID), ParentID: s(m.ParentID),
-		GroupID: s(m.Group), GroupIndex: -1, Retries: m.Retries,
-		Queue: s(m.RoutingKey), Exchange: s(m.Exchange), Hostname: w.app.cfg.Hostname,
-		ETA: m.ETA, Expires: m.Expires, Redelivered: m.Redelivered, Origin: s(m.Origin),
-		msg: m, def: def, w: w, result: t.result[:0],
-	}
+	t.ID, t.Name, t.RootID, t.ParentID = s(m.ID), s(m.Task), s(m.RootID), s(m.ParentID)
+	t.GroupID, t.GroupIndex, t.Retries = s(m.Group), -1, m.Retries
 	if m.HasGroupIndex {
 		t.GroupIndex = m.GroupIndex
 	}
+	t.Queue, t.Exchange, t.Hostname = s(m.RoutingKey), s(m.Exchange), w.app.cfg.Hostname
+	t.ETA, t.Expires, t.Redelivered, t.Origin = m.ETA, m.Expires, m.Redelivered, s(m.Origin)
+	t.msg, t.def, t.w = m, def, w
+	t.args, t.kwargs, t.embed = nil, nil, nil
+	t.result, t.hasResult = t.result[:0], false
+	t.started, t.runtime = time.Time{}, 0
 }
 
 // TaskOption configures a registered task (the @app.task(...) options).
