@@ -152,10 +152,15 @@ func (b *Broker) queue(name []byte) *queue {
 }
 
 // lockPolls is how many times queue.lock retries TryLock before it waits
-// in Lock: about as long as a consumer holds the mutex to take a batch.
-// 16, 64 and 256 measured alike, and polling in the consumers' takes as
-// well gained nothing (9 interleaved runs).
-const lockPolls = 64
+// in Lock: a microsecond or so, longer than a consumer holds the mutex to
+// take a batch, which can take a few cache misses in a row. With 64 polls
+// (16 and 256 measured alike then), a fifth of the consumers' takes in
+// engine's BenchmarkEngineMemoryNoop at c=2 still sent the producer into
+// Lock's spin, 26 000 times per million tasks; with 512, about 20 times.
+// c=2 ns/task 148.6 -> 140.9, c=64 124.7 -> 119.7 (medians of 9-10 and 6
+// interleaved runs in the VM's near placement); 1024 and 2048 measured no
+// better. Polling in the consumers' takes as well gained nothing (9 runs).
+const lockPolls = 512
 
 // lock takes q.mu, polling TryLock before Lock: see Broker on why a
 // producer does not wait in sync.Mutex's spin. A TryLock that fails only
