@@ -33,7 +33,7 @@ const levels = 10
 // measured (the runtime's BenchmarkProcYield/30), against holds of well
 // under 100 ns, so a collision cost the producer most of a microsecond
 // and the spin was a fifth of its CPU in BenchmarkEngineMemoryNoop at c=2
-// (in engine). Publish therefore polls TryLock a few dozen times before
+// (in engine). Publish therefore polls TryLock a few hundred times before
 // it falls back to Lock (queue.lock): c=2 ns/task x0.85, 13 interleaved
 // runs. (Measured while the benchmark also moved a counter between the
 // cores on every task, the same change showed nothing: the consumers set
