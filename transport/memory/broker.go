@@ -30,8 +30,8 @@ const levels = 10
 // A producer publishing while a consumer takes a batch waits for the
 // queue's mutex. sync.Mutex spins before it parks, and each round of its
 // spin is 30 PAUSE instructions: 740 ns on the 2-core AMD EPYC VMs
-// measured (the runtime's BenchmarkProcYield/30), against holds of well
-// under 100 ns, so a collision cost the producer most of a microsecond
+// measured (the runtime's BenchmarkProcYield/30), against holds of a
+// few cache misses, so a collision cost the producer most of a microsecond
 // and the spin was a fifth of its CPU in BenchmarkEngineMemoryNoop at c=2
 // (in engine). Publish therefore polls TryLock a few hundred times before
 // it falls back to Lock (queue.lock): c=2 ns/task x0.85, 13 interleaved
