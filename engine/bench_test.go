@@ -58,8 +58,8 @@ func BenchmarkChannelHandoff(b *testing.B) {
 // lines between them, where BenchmarkChannelHandoff mostly runs on one.
 // On the 2-vCPU VMs measured it is bimodal, about 55 ns or about 340 ns as
 // the hypervisor places the vCPUs (near each other or apart), and the
-// engine's ns/task follows it (133-165 vs 200-235 ns at c=2 on the machine measured last) while the channel
-// baseline stays at 50 ns.
+// engine's ns/task follows it (133-165 vs 200-235 at c=2 on the machine
+// measured last) while the channel baseline stays at 50 ns.
 func BenchmarkCacheLineRoundTrip(b *testing.B) {
 	if runtime.GOMAXPROCS(0) < 2 {
 		b.Skip("needs two processors")
