@@ -213,6 +213,10 @@ type applyCtx struct {
 	groupID          string
 	groupIndex       *int
 	chord            *codec.Signature // body, for chord header members
+	// unlisted: a member of a group or chord header, which a handler
+	// sending it lists as one GroupResult, not task by task (Celery
+	// applies members with add_to_parent=False).
+	unlisted bool
 }
 
 // applySig applies s with prepend (a JSON value, nil = none) put before
@@ -356,6 +360,9 @@ func (a *App) applyTask(ctx context.Context, s *Signature, prepend []byte, ac ap
 	m, from, err := a.newMessage(ctx, s.Task, sigArgs(s, prepend), s.Kwargs, embed, opts)
 	if err != nil {
 		return "", err
+	}
+	if ac.unlisted {
+		from = sentFrom{}
 	}
 	return id, a.publish(ctx, m, from)
 }
@@ -534,14 +541,20 @@ func (a *App) applyGroup(ctx context.Context, s *Signature, members []codec.Sign
 		gid = codec.NewUUID()
 	}
 	g := &GroupResult{ID: gid, app: a}
+	var from sentFrom // sent from a handler: listed there as one GroupResult
+	if !ac.unlisted {
+		from = sendingRun(ctx)
+	}
 	for i := range members {
-		sub := applyCtx{parentID: ac.parentID, rootID: ac.rootID, groupID: gid}
+		sub := applyCtx{parentID: ac.parentID, rootID: ac.rootID, groupID: gid, unlisted: true}
 		id, _, err := a.applySig(ctx, &members[i], prepend, sub)
 		if err != nil {
 			return g, fmt.Errorf("engine: group %s member %d: %w", gid, i, err)
 		}
 		g.Results = append(g.Results, a.Result(id))
 	}
+	ref := resultRef("", g)
+	from.list(&ref)
 	return g, nil
 }
 
@@ -563,12 +576,22 @@ func (a *App) applyChord(ctx context.Context, s *Signature, header []codec.Signa
 	if err := cb.SetChordSize(ctx, gid, len(header)); err != nil {
 		return "", fmt.Errorf("engine: chord %s: %w", gid, err)
 	}
+	var from sentFrom // sent from a handler: its header group is listed there
+	if !ac.unlisted {
+		from = sendingRun(ctx)
+	}
+	headerRef := codec.ResultRef{ID: []byte(gid), IsGroup: true}
 	for i := range header {
 		idx := i
-		sub := applyCtx{parentID: ac.parentID, rootID: ac.rootID, groupID: gid, groupIndex: &idx, chord: body}
-		if _, _, err := a.applySig(ctx, &header[i], prepend, sub); err != nil {
+		sub := applyCtx{parentID: ac.parentID, rootID: ac.rootID, groupID: gid, groupIndex: &idx, chord: body, unlisted: true}
+		id, _, err := a.applySig(ctx, &header[i], prepend, sub)
+		if err != nil {
 			return "", fmt.Errorf("engine: chord %s header %d: %w", gid, i, err)
 		}
+		headerRef.Children = append(headerRef.Children, codec.ResultRef{ID: []byte(id)})
+	}
+	if len(header) > 0 {
+		from.list(&headerRef)
 	}
 	if len(header) == 0 { // Celery runs the body at once with []
 		_, _, err := a.applySig(ctx, body, []byte("[]"), applyCtx{parentID: ac.parentID, rootID: ac.rootID})

@@ -791,6 +791,69 @@ func TestChildrenListedInResult(t *testing.T) {
 	}
 }
 
+// A group or a chord applied from inside a handler is listed in its
+// result's children as one GroupResult tuple (the chord's header group),
+// its members not one by one, as Celery 5.2.6 records it (checked against
+// its worker: a task applying group(a, b) stores [[[gid, null], [[[a,
+// null], null], [[b, null], null]]]]); the members still have the
+// handler's task as parent.
+func TestGroupAppliedFromHandlerListedAsOneGroup(t *testing.T) {
+	app := newApp(t, Config{})
+	type leafRun struct{ id, parent, group string }
+	leaves := make(chan leafRun, 8)
+	RegisterRaw(app, "tasks.leaf", func(_ context.Context, t *Task) error {
+		leaves <- leafRun{strings.Clone(t.ID), strings.Clone(t.ParentID), strings.Clone(t.GroupID)}
+		return nil
+	})
+	withID := func(s *Signature, id string) *Signature { s.Options.TaskID = id; return s }
+	gids := make(chan string, 1)
+	RegisterRaw(app, "tasks.fan", func(ctx context.Context, t *Task) error {
+		if err := app.SendRaw(ctx, "tasks.leaf", nil, nil, TaskID("single")); err != nil {
+			return err
+		}
+		g, err := app.ApplyGroup(ctx, withID(Sig("tasks.leaf"), "g1"), withID(Sig("tasks.leaf"), "g2"))
+		if err != nil {
+			return err
+		}
+		gids <- g.ID
+		_, err = app.Apply(ctx, ChordSig([]*Signature{withID(Sig("tasks.leaf"), "h1"), withID(Sig("tasks.leaf"), "h2")},
+			withID(Sig("tasks.leaf"), "body")))
+		return err
+	})
+	startWorker(t, app, WorkerConfig{Concurrency: 2})
+	ctx := testCtx(t, 10*time.Second)
+	if err := app.SendRaw(ctx, "tasks.fan", nil, nil, TaskID("fan")); err != nil {
+		t.Fatal(err)
+	}
+	runs := map[string]leafRun{}
+	for len(runs) < 6 {
+		select {
+		case r := <-leaves:
+			runs[r.id] = r
+		case <-ctx.Done():
+			t.Fatalf("leaves run: %v", runs)
+		}
+	}
+	for _, id := range []string{"single", "g1", "g2", "h1", "h2"} {
+		if runs[id].parent != "fan" {
+			t.Errorf("%s: parent %q, want fan", id, runs[id].parent)
+		}
+	}
+	gid, chordID := <-gids, runs["h1"].group
+	want := `[[["single", null], null], ` +
+		`[["` + gid + `", null], [[["g1", null], null], [["g2", null], null]]], ` +
+		`[["` + chordID + `", null], [[["h1", null], null], [["h2", null], null]]]]`
+	var meta Meta
+	eventually(t, "fan done", func() bool {
+		var err error
+		meta, err = app.Result("fan").Meta(ctx)
+		return err == nil && meta.State.Ready()
+	})
+	if string(meta.Children) != want {
+		t.Errorf("children %s\nwant     %s", meta.Children, want)
+	}
+}
+
 // What a worker applies after a task succeeds is listed in its result's
 // children, as Celery's tracer does: the next chain step, and the
 // callbacks (a plain one alone, several plain ones as one group).

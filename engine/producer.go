@@ -205,7 +205,7 @@ func (a *App) publish(ctx context.Context, m *codec.Message, from sentFrom) erro
 		return fmt.Errorf("engine: publish: %w", err)
 	}
 	if from.st != nil {
-		from.st.listSent(from.run, child)
+		from.list(&codec.ResultRef{ID: child})
 	}
 	if after != nil {
 		after(id, name)

@@ -45,7 +45,7 @@ type slotState struct {
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	running []byte // id of the running task (a view), under mu
-	run     uint64 // counts the slot's runs, under mu: see listSent
+	run     uint64 // counts the slot's runs, under mu: see sentFrom.list
 	root    string // its root id (a view), under mu: see inherit
 	// children lists the tasks sent from inside the running task, as the
 	// JSON "children" of its result (empty = none); under mu while it runs.
@@ -135,7 +135,7 @@ func runningSlot(ctx context.Context) *slotState {
 // Celery's send_task does for a task sent from inside another: *parentID
 // becomes the running task's id and *rootID its root (each unless nil),
 // copied into m's storage. It returns the run to list m in once m is
-// published (listSent), or 0 when st runs nothing. The ids are copied
+// published (sentFrom.list), or 0 when st runs nothing. The ids are copied
 // under st.mu, which the executor holds to start and end a run, so a send
 // from another goroutine reads them whole.
 func (st *slotState) inherit(m *codec.Message, rootID, parentID *[]byte) uint64 {
@@ -153,13 +153,32 @@ func (st *slotState) inherit(m *codec.Message, rootID, parentID *[]byte) uint64 
 	return st.run
 }
 
-// listSent lists the task id, published during run (see inherit), in the
-// result "children" of st's task, as Celery's add_to_parent does once the
-// task is sent; not if that run has ended.
-func (st *slotState) listSent(run uint64, id []byte) {
+// sendingRun returns the handler run ctx is the context of (see
+// runningSlot), or none: what a group or chord sent with ctx is listed in.
+func sendingRun(ctx context.Context) sentFrom {
+	st := runningSlot(ctx)
+	if st == nil {
+		return sentFrom{}
+	}
 	st.mu.Lock()
-	if st.run == run && st.running != nil {
-		st.listChildLocked(&codec.ResultRef{ID: id})
+	defer st.mu.Unlock()
+	if st.running == nil {
+		return sentFrom{}
+	}
+	return sentFrom{st, st.run}
+}
+
+// list lists ref, sent during the run f names (see inherit), in the result
+// "children" of that run's task, as Celery's add_to_parent does once the
+// task is sent; not if that run has ended.
+func (f sentFrom) list(ref *codec.ResultRef) {
+	st := f.st
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	if st.run == f.run && st.running != nil {
+		st.listChildLocked(ref)
 	}
 	st.mu.Unlock()
 }
