@@ -590,13 +590,11 @@ func (a *App) applyChord(ctx context.Context, s *Signature, header []codec.Signa
 		}
 		headerRef.Children = append(headerRef.Children, codec.ResultRef{ID: []byte(id)})
 	}
-	if len(header) > 0 {
-		from.list(&headerRef)
-	}
 	if len(header) == 0 { // Celery runs the body at once with []
 		_, _, err := a.applySig(ctx, body, []byte("[]"), applyCtx{parentID: ac.parentID, rootID: ac.rootID})
 		return final, err
 	}
+	from.list(&headerRef)
 	return final, nil
 }
 

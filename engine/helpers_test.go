@@ -70,3 +70,19 @@ func newApp(t *testing.T, cfg Config) *App {
 	t.Cleanup(func() { app.Close() })
 	return app
 }
+
+// receiveN takes values from ch until n distinct keys arrived, keyed by
+// key, and fails the test if ctx ends first.
+func receiveN[T any](t *testing.T, ctx context.Context, ch <-chan T, n int, key func(T) string) map[string]T {
+	t.Helper()
+	got := map[string]T{}
+	for len(got) < n {
+		select {
+		case v := <-ch:
+			got[key(v)] = v
+		case <-ctx.Done():
+			t.Fatalf("received %d of %d: %v", len(got), n, got)
+		}
+	}
+	return got
+}

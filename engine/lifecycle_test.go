@@ -717,15 +717,7 @@ func TestTaskSentFromHandlerIsItsChild(t *testing.T) {
 	if err := app.SendRaw(ctx, "tasks.top", nil, nil, TaskID("top")); err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]ids{}
-	for len(got) < 4 {
-		select {
-		case r := <-seen:
-			got[r.id] = r
-		case <-ctx.Done():
-			t.Fatalf("tasks run: %v", got)
-		}
-	}
+	got := receiveN(t, ctx, seen, 4, func(r ids) string { return r.id })
 	for _, want := range []ids{
 		{"top", "", "top"},
 		{"child", "top", "top"},
@@ -825,15 +817,7 @@ func TestGroupAppliedFromHandlerListedAsOneGroup(t *testing.T) {
 	if err := app.SendRaw(ctx, "tasks.fan", nil, nil, TaskID("fan")); err != nil {
 		t.Fatal(err)
 	}
-	runs := map[string]leafRun{}
-	for len(runs) < 6 {
-		select {
-		case r := <-leaves:
-			runs[r.id] = r
-		case <-ctx.Done():
-			t.Fatalf("leaves run: %v", runs)
-		}
-	}
+	runs := receiveN(t, ctx, leaves, 6, func(r leafRun) string { return r.id })
 	for _, id := range []string{"single", "g1", "g2", "h1", "h2"} {
 		if runs[id].parent != "fan" {
 			t.Errorf("%s: parent %q, want fan", id, runs[id].parent)

@@ -156,16 +156,12 @@ func (st *slotState) inherit(m *codec.Message, rootID, parentID *[]byte) uint64 
 // sendingRun returns the handler run ctx is the context of (see
 // runningSlot), or none: what a group or chord sent with ctx is listed in.
 func sendingRun(ctx context.Context) sentFrom {
-	st := runningSlot(ctx)
-	if st == nil {
-		return sentFrom{}
+	if st := runningSlot(ctx); st != nil {
+		if run := st.inherit(nil, nil, nil); run != 0 {
+			return sentFrom{st, run}
+		}
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.running == nil {
-		return sentFrom{}
-	}
-	return sentFrom{st, st.run}
+	return sentFrom{}
 }
 
 // list lists ref, sent during the run f names (see inherit), in the result
