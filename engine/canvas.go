@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -540,6 +541,10 @@ func (a *App) applyGroup(ctx context.Context, s *Signature, members []codec.Sign
 	if gid == "" {
 		gid = codec.NewUUID()
 	}
+	members, err := unrollGroups(members)
+	if err != nil {
+		return nil, fmt.Errorf("engine: group %s: %w", gid, err)
+	}
 	g := &GroupResult{ID: gid, app: a}
 	var from sentFrom // sent from a handler: listed there as one GroupResult
 	if !ac.unlisted {
@@ -558,6 +563,33 @@ func (a *App) applyGroup(ctx context.Context, s *Signature, members []codec.Sign
 	return g, nil
 }
 
+// unrollGroups returns members with each group among them replaced by its
+// own members, at any depth, as Celery's group._prepared unrolls them: a
+// group nested in a group or in a chord header runs as members of the
+// outer one, under its group id, counted in its chord's size. members is
+// returned as is when it holds no group.
+func unrollGroups(members []codec.Signature) ([]codec.Signature, error) {
+	if !slices.ContainsFunc(members, func(s codec.Signature) bool { return s.SubtaskType == "group" }) {
+		return members, nil
+	}
+	out := make([]codec.Signature, 0, len(members))
+	for i := range members {
+		if members[i].SubtaskType != "group" {
+			out = append(out, members[i])
+			continue
+		}
+		inner, err := members[i].Tasks()
+		if err != nil {
+			return nil, fmt.Errorf("nested group %d: %w", i, err)
+		}
+		if inner, err = unrollGroups(inner); err != nil {
+			return nil, err
+		}
+		out = append(out, inner...)
+	}
+	return out, nil
+}
+
 // applyChord stores the chord size, then sends the header members with
 // the group id, their group_index and the body in embed.chord.
 func (a *App) applyChord(ctx context.Context, s *Signature, header []codec.Signature, body *codec.Signature, prepend []byte, ac applyCtx) (string, error) {
@@ -573,6 +605,10 @@ func (a *App) applyChord(ctx context.Context, s *Signature, header []codec.Signa
 		return "", fmt.Errorf("engine: chord body: %w", err)
 	}
 	gid := codec.NewUUID()
+	header, err = unrollGroups(header)
+	if err != nil {
+		return "", fmt.Errorf("engine: chord %s header: %w", gid, err)
+	}
 	if err := cb.SetChordSize(ctx, gid, len(header)); err != nil {
 		return "", fmt.Errorf("engine: chord %s: %w", gid, err)
 	}

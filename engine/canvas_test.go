@@ -343,3 +343,65 @@ func TestChordRefusedWithoutChordBackend(t *testing.T) {
 		t.Fatal("GroupResult.Save on a backend without group records succeeded")
 	}
 }
+
+// A group nested in a group or in a chord header is unrolled into the
+// outer one, as Celery's group._prepared does: its members run under the
+// outer group's id, the GroupResult lists them flat, and the chord counts
+// each of them. Checked against Celery 5.2.6: group(group(a, b), c) sends
+// three messages carrying the outer group's id, and its as_tuple lists
+// three results.
+func TestNestedGroupsAreUnrolled(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	type leafRun struct{ id, group string }
+	leaves := make(chan leafRun, 16)
+	RegisterRaw(app, "n.leaf", func(_ context.Context, t *Task) error {
+		leaves <- leafRun{strings.Clone(t.ID), strings.Clone(t.GroupID)}
+		t.Return([]byte("1"))
+		return nil
+	})
+	Register1(app, "n.count", func(_ context.Context, xs []int) (int, error) { return len(xs), nil })
+	startWorker(t, app, WorkerConfig{Concurrency: 2})
+	ctx := testCtx(t, 10*time.Second)
+	leaf := func(id string) *Signature {
+		s := Sig("n.leaf")
+		s.Options.TaskID = id + "-" + t.Name()
+		return s
+	}
+	key := func(r leafRun) string { return r.id }
+
+	g, err := app.ApplyGroup(ctx, GroupSig(leaf("a"), GroupSig(leaf("b"), leaf("c"))), leaf("d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range g.Results {
+		ids = append(ids, strings.TrimSuffix(r.ID, "-"+t.Name()))
+	}
+	if fmt.Sprint(ids) != "[a b c d]" {
+		t.Errorf("group(group(a, group(b, c)), d) results %v, want [a b c d]", ids)
+	}
+	if got, err := g.Get(ctx); err != nil || fmt.Sprint(got) != "[1 1 1 1]" {
+		t.Errorf("group Get = %v, %v; want [1 1 1 1]", got, err)
+	}
+	for id, r := range receiveN(t, ctx, leaves, 4, key) {
+		if r.group != g.ID {
+			t.Errorf("%s ran in group %q, want the outer group %q", id, r.group, g.ID)
+		}
+	}
+
+	res, err := app.ApplyChord(ctx, []*Signature{GroupSig(leaf("e"), leaf("f")), leaf("g")}, Sig("n.count"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := getInt(t, ctx, res); got != 3 {
+		t.Errorf("chord(group(e, f), g) body got %d header results, want 3", got)
+	}
+	runs := receiveN(t, ctx, leaves, 3, key)
+	chordID := runs["e-"+t.Name()].group
+	for id, r := range runs {
+		if r.group == "" || r.group != chordID {
+			t.Errorf("%s ran in group %q, want the chord's %q like the others", id, r.group, chordID)
+		}
+	}
+}
