@@ -448,16 +448,24 @@ func upgradeSteps(steps []codec.Signature) ([]codec.Signature, error) {
 // chain; every step gets its task id now, so the chain's result (the last
 // step) is known at once.
 func (a *App) applyChain(ctx context.Context, s *Signature, steps []codec.Signature, prepend []byte, ac applyCtx) (string, *GroupResult, error) {
-	steps, err := upgradeSteps(steps)
+	steps, err := unrollChains(steps)
 	if err != nil {
+		return "", nil, fmt.Errorf("engine: chain: %w", err)
+	}
+	if s.Options.TaskID != "" && len(steps) > 0 && steps[len(steps)-1].SubtaskType == "" {
+		// apply_async(task_id=...) on a chain names its last task.
+		steps[len(steps)-1].Options.TaskID = s.Options.TaskID
+	}
+	// A chain applied as a step of another chain (by a worker) goes on
+	// with the rest of that one.
+	for i := len(ac.chain) - 1; i >= 0; i-- {
+		steps = append(steps, ac.chain[i])
+	}
+	if steps, err = upgradeSteps(steps); err != nil {
 		return "", nil, fmt.Errorf("engine: chain: %w", err)
 	}
 	if len(steps) == 0 {
 		return "", nil, errors.New("engine: empty chain")
-	}
-	if s.Options.TaskID != "" && steps[len(steps)-1].SubtaskType == "" {
-		// apply_async(task_id=...) on a chain names its last task.
-		steps[len(steps)-1].Options.TaskID = s.Options.TaskID
 	}
 	var final string
 	for i := range steps {
@@ -466,6 +474,11 @@ func (a *App) applyChain(ctx context.Context, s *Signature, steps []codec.Signat
 			return "", nil, fmt.Errorf("engine: chain: %w", err)
 		}
 		final = id
+	}
+	if len(steps) > 1 {
+		if ac, err = joinGroup(&steps[len(steps)-1], ac); err != nil {
+			return "", nil, fmt.Errorf("engine: chain: %w", err)
+		}
 	}
 	rest := make([]codec.Signature, 0, len(steps)-1)
 	for i := len(steps) - 1; i >= 1; i-- {
@@ -482,6 +495,86 @@ func (a *App) applyChain(ctx context.Context, s *Signature, steps []codec.Signat
 		return id, g, nil
 	}
 	return final, nil, nil
+}
+
+// unrollChains returns steps with each chain among them replaced by its
+// own steps, at any depth, as Celery's prepare_steps splices a chain
+// nested in a chain (the nested chain's own options are dropped, as
+// there). steps is returned as is when it holds no chain.
+func unrollChains(steps []codec.Signature) ([]codec.Signature, error) {
+	if !slices.ContainsFunc(steps, func(s codec.Signature) bool { return s.SubtaskType == "chain" }) {
+		return steps, nil
+	}
+	out := make([]codec.Signature, 0, len(steps))
+	for i := range steps {
+		if steps[i].SubtaskType != "chain" {
+			out = append(out, steps[i])
+			continue
+		}
+		inner, err := steps[i].Tasks()
+		if err != nil {
+			return nil, fmt.Errorf("nested chain %d: %w", i, err)
+		}
+		if inner, err = unrollChains(inner); err != nil {
+			return nil, err
+		}
+		out = append(out, inner...)
+	}
+	return out, nil
+}
+
+// joinGroup hands the group or chord membership of ac (group id, index,
+// chord body) to the task that gives s its result, a chain's last step
+// or a chord's body, as Celery's chain and chord freeze do: the outer
+// group or chord then counts s once, when its result is ready, not when
+// its first task is. It returns ac without that membership, for the
+// other tasks of s. A group that ends s keeps what it had (Celery gives
+// its members the group's own id).
+func joinGroup(s *codec.Signature, ac applyCtx) (applyCtx, error) {
+	if ac.groupID == "" {
+		return ac, nil
+	}
+	switch s.SubtaskType {
+	case "", "chunks", "xmap", "xstarmap":
+		o := &s.Options
+		if o.GroupID == "" {
+			o.GroupID = ac.groupID
+		}
+		if o.GroupIndex == nil {
+			o.GroupIndex = ac.groupIndex
+		}
+		if o.Chord == nil {
+			o.Chord = ac.chord
+		}
+	case "chain":
+		steps, err := s.Tasks()
+		if err != nil || len(steps) == 0 {
+			return ac, fmt.Errorf("chain %s: %v", s.Task, err)
+		}
+		if _, err := joinGroup(&steps[len(steps)-1], ac); err != nil {
+			return ac, err
+		}
+		ptrs := make([]*Signature, len(steps))
+		for i := range steps {
+			ptrs[i] = &steps[i]
+		}
+		s.Kwargs = ChainSig(ptrs...).Kwargs
+	case "chord":
+		header, body, err := s.ChordParts()
+		if err != nil {
+			return ac, err
+		}
+		if _, err := joinGroup(&body, ac); err != nil {
+			return ac, err
+		}
+		ptrs := make([]*Signature, len(header))
+		for i := range header {
+			ptrs[i] = &header[i]
+		}
+		s.Kwargs = ChordSig(ptrs, &body).Kwargs
+	}
+	ac.groupID, ac.groupIndex, ac.chord = "", nil, nil
+	return ac, nil
 }
 
 // assignIDs gives every task of s that will produce s's final result its
@@ -599,6 +692,11 @@ func (a *App) applyChord(ctx context.Context, s *Signature, header []codec.Signa
 	}
 	if s.Options.TaskID != "" && body.SubtaskType == "" {
 		body.Options.TaskID = s.Options.TaskID
+	}
+	// A chord in a group or a chord header counts there by its body.
+	ac, err := joinGroup(body, ac)
+	if err != nil {
+		return "", fmt.Errorf("engine: chord body: %w", err)
 	}
 	final, err := assignIDs(body)
 	if err != nil {

@@ -405,3 +405,69 @@ func TestNestedGroupsAreUnrolled(t *testing.T) {
 		}
 	}
 }
+
+// A chain nested in a chain is spliced into it, and a chain or a chord in
+// a group or a chord header belongs to that group by the task that gives
+// its result (the chain's last step, the chord's body), as Celery's
+// prepare_steps and chord.freeze do: the chord then counts it once, when
+// that result is ready (Celery 5.2.6 gives 14, 10 and 10 below).
+func TestNestedChainsAndChordsJoinByTheirLastTask(t *testing.T) {
+	t.Parallel()
+	app := canvasApp(t)
+	ctx := testCtx(t, 10*time.Second)
+	for _, c := range []struct {
+		name string
+		sig  *Signature
+		want int
+	}{
+		// ((1+1)*3+1)*2
+		{"chain(add, chain(mul, add), mul)", ChainSig(Sig("c.add", 1, 1), ChainSig(Sig("c.mul", 3), Sig("c.add", 1)), Sig("c.mul", 2)), 14},
+		// xsum([(1+1)*3, 2+2])
+		{"chord([chain(add, mul), add], xsum)", ChordSig([]*Signature{ChainSig(Sig("c.add", 1, 1), Sig("c.mul", 3)), Sig("c.add", 2, 2)}, Sig("c.xsum")), 10},
+		// xsum([xsum([1+1, 2+2]), 2+2])
+		{"chord([chord([add, add], xsum), add], xsum)", ChordSig([]*Signature{ChordSig([]*Signature{Sig("c.add", 1, 1), Sig("c.add", 2, 2)}, Sig("c.xsum")), Sig("c.add", 2, 2)}, Sig("c.xsum")), 10},
+	} {
+		res, err := app.Apply(ctx, c.sig)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := getInt(t, ctx, res); got != c.want {
+			t.Errorf("%s = %d, want %d", c.name, got, c.want)
+		}
+	}
+
+}
+
+// In a group, a chain's last step carries the group id; its first step
+// does not (Celery's prepare_steps freezes only the last one with it).
+func TestChainInGroupJoinsByItsLastStep(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	type leafRun struct{ id, group string }
+	leaves := make(chan leafRun, 8)
+	RegisterRaw(app, "n.leaf", func(_ context.Context, t *Task) error {
+		leaves <- leafRun{strings.Clone(t.ID), strings.Clone(t.GroupID)}
+		t.Return([]byte("1"))
+		return nil
+	})
+	startWorker(t, app, WorkerConfig{Concurrency: 2})
+	ctx := testCtx(t, 10*time.Second)
+	leaf := func(id string) *Signature {
+		s := Sig("n.leaf")
+		s.Options.TaskID = id + "-" + t.Name()
+		return s
+	}
+	g, err := app.ApplyGroup(ctx, ChainSig(leaf("first"), leaf("last")), leaf("other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := g.Get(ctx); err != nil || fmt.Sprint(got) != "[1 1]" {
+		t.Fatalf("group(chain(first, last), other) = %v, %v; want [1 1]", got, err)
+	}
+	runs := receiveN(t, ctx, leaves, 3, func(r leafRun) string { return strings.TrimSuffix(r.id, "-"+t.Name()) })
+	for id, want := range map[string]string{"first": "", "last": g.ID, "other": g.ID} {
+		if runs[id].group != want {
+			t.Errorf("%s ran in group %q, want %q", id, runs[id].group, want)
+		}
+	}
+}

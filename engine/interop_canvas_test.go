@@ -173,6 +173,85 @@ func TestInteropGoCanvasOnPythonWorker(t *testing.T) {
 	}
 }
 
+// nestedCanvasScript sends, with the Python client, canvases nested in
+// canvases (on the queue named by argv[1]) and prints a py_collect.py
+// input line for each: what Celery 5.2.6 unrolls (a group in a group, a
+// chain in a chain) and what it counts by its last result (a chain or a
+// chord in a chord header).
+const nestedCanvasScript = `
+import json, sys
+from celery import chain, chord, group
+from py_app import add, mul, xsum
+q = {'queue': sys.argv[1]}
+def out(kind, res, expect, children=None):
+    line = {'kind': kind, 'id': res.id, 'expect': expect}
+    if children:
+        line['children'] = children
+    print(json.dumps(line), flush=True)
+g = group(group(add.s(1, 1), add.s(2, 2)), add.s(3, 3)).apply_async(**q)
+out('group(group)', g, [2, 4, 6], [r.id for r in g.results])
+out('chain(chain)', chain(add.s(1, 1), chain(mul.s(3), add.s(1)), mul.s(2)).apply_async(**q), 14)
+out('chord(chain)', chord([chain(add.s(1, 1), mul.s(3)), add.s(2, 2)], xsum.s()).apply_async(**q), 10)
+out('chord(chord)', chord([chord([add.s(1, 1), add.s(2, 2)], xsum.s()), add.s(2, 2)], xsum.s()).apply_async(**q), 10)
+out('chord(group)', chord([group(add.s(1, 1), add.s(2, 2)), add.s(3, 3)], xsum.s()).apply_async(**q), 12)
+`
+
+// TestInteropPythonNestedCanvasOnGoWorker: canvases nested in canvases,
+// built by the Python client, run on a Go worker; Python reads the results.
+func TestInteropPythonNestedCanvasOnGoWorker(t *testing.T) {
+	e := newInteropEnv(t)
+	e.goWorker(t, "nested-go", "celery")
+	sent := interoptest.Script(t, e.dir, e.env, nil, 60*time.Second, "-c", nestedCanvasScript, "nested-go")
+	got := e.python(t, sent, "py_collect.py", "-", "--timeout", "20")
+	if len(got) != 7 { // 3 group members, 4 results
+		t.Fatalf("collected %d results: %v", len(got), got)
+	}
+	for _, r := range got {
+		if r["ok"] != true {
+			t.Errorf("%v: status %v result %v (want %v)", r["kind"], r["status"], r["result"], r["expect"])
+		}
+	}
+}
+
+// TestInteropGoNestedCanvasOnPythonWorker: the same canvases built in Go
+// run on a Python worker; Go reads the results.
+func TestInteropGoNestedCanvasOnPythonWorker(t *testing.T) {
+	e := newInteropEnv(t)
+	e.pyWorker(t, "nested-py")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	q := func(name string, args ...any) *engine.Signature {
+		s := engine.Sig(name, args...)
+		s.Options.Queue = "nested-py"
+		return s
+	}
+	g, err := e.app.ApplyGroup(ctx, engine.GroupSig(q("interop.add", 1, 1), q("interop.add", 2, 2)), q("interop.add", 3, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := g.Get(ctx); err != nil || fmt.Sprint(v) != "[2 4 6]" {
+		t.Errorf("group(group) on Python = %v, %v; want [2 4 6]", v, err)
+	}
+	for _, c := range []struct {
+		name string
+		sig  *engine.Signature
+		want float64
+	}{
+		{"chain(chain)", engine.ChainSig(q("interop.add", 1, 1), engine.ChainSig(q("interop.mul", 3), q("interop.add", 1)), q("interop.mul", 2)), 14},
+		{"chord(chain)", engine.ChordSig([]*engine.Signature{engine.ChainSig(q("interop.add", 1, 1), q("interop.mul", 3)), q("interop.add", 2, 2)}, q("interop.xsum")), 10},
+		{"chord(chord)", engine.ChordSig([]*engine.Signature{engine.ChordSig([]*engine.Signature{q("interop.add", 1, 1), q("interop.add", 2, 2)}, q("interop.xsum")), q("interop.add", 2, 2)}, q("interop.xsum")), 10},
+		{"chord(group)", engine.ChordSig([]*engine.Signature{engine.GroupSig(q("interop.add", 1, 1), q("interop.add", 2, 2)), q("interop.add", 3, 3)}, q("interop.xsum")), 12},
+	} {
+		res, err := e.app.Apply(ctx, c.sig)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if v, err := res.Get(ctx); err != nil || v != c.want {
+			t.Errorf("%s on Python = %v, %v; want %v", c.name, v, err, c.want)
+		}
+	}
+}
+
 // TestInteropChordSplitAcrossGoAndPython: a chord whose header tasks run
 // on a Go worker and a Python worker; Redis counts the parts (Celery 5.2's
 // sorted set) and whichever finishes last sends the body.
