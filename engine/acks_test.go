@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,5 +94,70 @@ func TestBusyExecutorAcksWithinAckDelay(t *testing.T) {
 			t.Errorf("acks %v apart while the executor was busy; want under %v", gap, bound)
 		}
 		prev = at
+	}
+}
+
+// A task that runs long has its early acknowledgement sent while it runs,
+// as Celery acknowledges before the task starts: held until the task
+// returned, an hour-long task's ack would outlast Redis's visibility
+// timeout or RabbitMQ's consumer timeout and the task would be delivered
+// again. A late acknowledgement still waits for the task.
+func TestLongTaskIsAckedEarlyWhileItRuns(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		t.Run(fmt.Sprintf("acks_late=%v", late), func(t *testing.T) {
+			broker := &ackClock{Broker: memory.NewBroker()}
+			app := newApp(t, Config{Broker: broker, Backend: memory.NewBackend()})
+			started, release := make(chan struct{}), make(chan struct{})
+			var releaseOnce sync.Once
+			unblock := func() { releaseOnce.Do(func() { close(release) }) }
+			RegisterRaw(app, "tasks.block", func(context.Context, *Task) error {
+				close(started)
+				<-release
+				return nil
+			}, TaskIgnoreResult(true), AcksLate(late))
+			ctx := testCtx(t, 10*time.Second)
+			if err := app.SendRaw(ctx, "tasks.block", nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			w, _ := startWorker(t, app, WorkerConfig{Concurrency: 1})
+			t.Cleanup(unblock) // runs before the worker's stop, which waits for the task
+			<-started
+			if late {
+				// Three looks of the watcher, and more.
+				time.Sleep(4 * ackWatchEvery)
+				if n := len(broker.acks()); n != 0 {
+					t.Fatalf("%d acks while an acks_late task ran", n)
+				}
+			} else {
+				eventually(t, "the running task's ack", func() bool { return len(broker.acks()) > 0 })
+			}
+			unblock()
+			eventually(t, "the task done", func() bool { return w.Stats().Succeeded.Load() == 1 })
+			eventually(t, "one ack in all", func() bool { return len(broker.acks()) == 1 })
+		})
+	}
+}
+
+// Reject from a task acknowledged early leaves its message acknowledged,
+// as Celery's Request.reject does (it rejects only what is unacknowledged):
+// the task is not delivered again, even when the ack was still unsent.
+func TestRejectAfterEarlyAckDoesNotRequeue(t *testing.T) {
+	t.Parallel()
+	broker := memory.NewBroker()
+	app := newApp(t, Config{Broker: broker, Backend: memory.NewBackend()})
+	var runs atomic.Int32
+	RegisterRaw(app, "tasks.reject", func(context.Context, *Task) error {
+		runs.Add(1)
+		return Reject("again", true)
+	})
+	w, _ := startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	if err := app.SendRaw(ctx, "tasks.reject", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "rejected", func() bool { return w.Stats().Rejected.Load() == 1 })
+	time.Sleep(50 * time.Millisecond)
+	if n := runs.Load(); n != 1 || broker.Len("celery") != 0 {
+		t.Fatalf("runs %d, queue %d: an early-acked task came back", n, broker.Len("celery"))
 	}
 }

@@ -38,7 +38,11 @@
 // Early acknowledgement (the default) is sent in those batches, so a worker
 // that crashes can redeliver up to ackBatch x concurrency tasks that had
 // already started: at-least-once, never lost. Tasks with a time limit
-// flush their slot's acknowledgements before they start.
+// flush their slot's acknowledgements before they start, and a task that
+// runs longer than two looks of the worker's ack watcher (ackWatchEvery,
+// 100 ms) is acknowledged while it runs: no task holds its early ack long
+// enough for the broker to deliver it again. As in Celery, Reject from a
+// task acknowledged early leaves its message acknowledged.
 //
 // # Limits
 //

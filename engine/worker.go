@@ -251,12 +251,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.app.log.Info("worker ready", "hostname", w.app.cfg.Hostname, "queues", queues,
 		"concurrency", w.cfg.Concurrency, "pool", w.cfg.Pool)
 
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); w.watchAcks(watchCtx) }()
+
 	runErr := w.consume(ctx)
 
 	// Warm shutdown.
 	stopETA()
 	<-etaDone
-	w.shutdown()
+	w.shutdown(func() { stopWatch(); <-watchDone })
 	if h := w.app.hooks.WorkerShutdown; h != nil {
 		h(w)
 	}
@@ -604,8 +608,9 @@ func (w *Worker) requeue(jobs []job) {
 	}
 }
 
-// shutdown is the warm shutdown after the fetch loop ended.
-func (w *Worker) shutdown() {
+// shutdown is the warm shutdown after the fetch loop ended. stopWatch
+// stops watchAcks, once no task runs, before the consumer is closed.
+func (w *Worker) shutdown(stopWatch func()) {
 	stopped := make(chan []job, 1)
 	go func() { stopped <- w.exec.Stop() }()
 	var left []job
@@ -618,6 +623,7 @@ func (w *Worker) shutdown() {
 	case <-w.baseCtx.Done(): // Terminate
 		left = <-stopped
 	}
+	stopWatch()
 	w.requeue(left)
 	w.requeue(w.eta.drain())
 	if err := w.consumer.Close(); err != nil {

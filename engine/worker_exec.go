@@ -46,6 +46,7 @@ type slotState struct {
 	cancel  context.CancelCauseFunc
 	running []byte // id of the running task (a view), under mu
 	run     uint64 // counts the slot's runs, under mu: see sentFrom.list
+	watched uint64 // the run watchAcks saw at its last look, under mu
 	root    string // its root id (a view), under mu: see inherit
 	// children lists the tasks sent from inside the running task, as the
 	// JSON "children" of its result (empty = none); under mu while it runs.
@@ -413,9 +414,12 @@ func (w *Worker) outcome(st *slotState, t *Task, err error) codec.State {
 		return codec.StateRevoked
 	case errors.As(err, &reject):
 		w.stats.Rejected.Add(1)
-		st.uncollect(m)
-		if e := w.consumer.Reject(reject.Requeue, m); e != nil {
-			w.app.warnf("worker: reject", "err", e)
+		// As Celery's Request.reject: a task acknowledged before it ran
+		// (acks early) has no message left to reject.
+		if st.lateAck {
+			if e := w.consumer.Reject(reject.Requeue, m); e != nil {
+				w.app.warnf("worker: reject", "err", e)
+			}
 		}
 		if h := w.app.hooks.TaskRejected; h != nil {
 			h(m, reject)
@@ -623,14 +627,55 @@ func (st *slotState) collect(m *codec.Message) {
 	st.pending = append(st.pending, m)
 }
 
-// uncollect removes m from the pending acknowledgements.
-func (st *slotState) uncollect(m *codec.Message) {
-	for i, p := range st.pending {
-		if p == m {
-			st.pending = append(st.pending[:i], st.pending[i+1:]...)
+// ackWatchEvery is how often a worker looks for tasks that have run long
+// with their early acknowledgement unsent (see watchAcks).
+const ackWatchEvery = 100 * time.Millisecond
+
+// watchAcks sends, every ackWatchEvery until ctx is done, the collected
+// acknowledgements of each executor whose task was already running at
+// the previous look. Executors send theirs between tasks (afterTask,
+// idle), so without this a task that runs for an hour would hold its own
+// early acknowledgement, and those collected before it, for the hour:
+// long enough for Redis to deliver it again (visibility_timeout) or for
+// RabbitMQ to close the channel (consumer_timeout, 30 minutes by
+// default), the redelivery an early acknowledgement is there to prevent.
+// Celery acknowledges before the task starts; here a task that runs
+// longer than 2 x ackWatchEvery is acknowledged while it runs.
+func (w *Worker) watchAcks(ctx context.Context) {
+	tick := time.NewTicker(ackWatchEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
 			return
+		case <-tick.C:
 		}
+		w.slots.Range(func(k, _ any) bool {
+			k.(*slotState).ackLongRun(w)
+			return true
+		})
 	}
+}
+
+// ackLongRun sends st's collected acknowledgements if the task it runs
+// was running at the previous look too. The executor touches them only
+// between its tasks, and it takes st.mu as a task returns: holding st.mu
+// here makes it find them sent.
+func (st *slotState) ackLongRun(w *Worker) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.running == nil || st.watched != st.run {
+		st.watched = st.run
+		return
+	}
+	if len(st.pending) == 0 {
+		return
+	}
+	if err := w.consumer.Ack(st.pending...); err != nil {
+		w.app.warnf("worker: ack", "n", len(st.pending), "err", err)
+	}
+	clear(st.pending)
+	st.pending = st.pending[:0]
 }
 
 // afterTask sends acknowledgements when ackBatch are pending, or when the
