@@ -903,3 +903,56 @@ func TestNextChainStepAndCallbacksListedInResult(t *testing.T) {
 		}
 	}
 }
+
+// A cold shutdown returns even when a running task ignores its cancelled
+// context: after coldGrace the worker leaves the task behind and closes
+// its consumer, which puts the unacknowledged message back in the queue.
+// Before, Run waited for the task forever, and so did `celerity worker`
+// after a second Ctrl-C.
+func TestColdShutdownReturnsWhenATaskIgnoresItsContext(t *testing.T) {
+	for _, how := range []string{"shutdown timeout", "terminate"} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			broker := memory.NewBroker()
+			app := newApp(t, Config{Broker: broker, Backend: memory.NewBackend(), TaskAcksLate: true})
+			started, release := make(chan struct{}), make(chan struct{})
+			t.Cleanup(func() { close(release) })
+			RegisterRaw(app, "t.stubborn", func(context.Context, *Task) error {
+				close(started)
+				<-release // ignores ctx
+				return nil
+			})
+			timeout := time.Hour
+			if how == "shutdown timeout" {
+				timeout = 50 * time.Millisecond
+			}
+			w, err := app.Worker(WorkerConfig{Concurrency: 1, ShutdownTimeout: timeout})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- w.Run(ctx) }()
+			if err := app.SendRaw(testCtx(t, 10*time.Second), "t.stubborn", nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			<-started
+			cancel() // warm shutdown
+			if how == "terminate" {
+				time.Sleep(20 * time.Millisecond)
+				w.Terminate() // a second Ctrl-C
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+			case <-time.After(coldGrace + 10*time.Second):
+				t.Fatal("Run did not return after a cold shutdown")
+			}
+			if n := broker.Len("celery"); n != 1 {
+				t.Fatalf("%d messages back in the queue, want the stubborn task's", n)
+			}
+		})
+	}
+}

@@ -57,9 +57,10 @@ const ackDelay = 5 * time.Millisecond
 //
 // Shutdown order: stop fetching; give back (requeue) prefetched tasks that
 // did not start; wait for running tasks up to ShutdownTimeout (warm), then
-// cancel their contexts (cold); requeue held ETA tasks; send pending
-// acknowledgements; close the consumer (which requeues anything still
-// unacknowledged).
+// cancel their contexts (cold) and wait up to coldGrace more; requeue held
+// ETA tasks; send pending acknowledgements; close the consumer (which
+// requeues anything still unacknowledged). With the solo pool a task runs
+// on the fetch loop's goroutine, and Run returns only once it has.
 type Worker struct {
 	app      *App
 	cfg      WorkerConfig
@@ -608,6 +609,27 @@ func (w *Worker) requeue(jobs []job) {
 	}
 }
 
+// coldGrace is how long a cold shutdown waits for running tasks to return
+// once their contexts are cancelled. Go cannot stop a goroutine that
+// ignores its context: after coldGrace the worker leaves such tasks
+// running, closes its consumer, so that the broker delivers again what
+// they had not acknowledged, and Run returns (the process exiting next
+// ends them), where Celery's cold shutdown kills them.
+const coldGrace = 2 * time.Second
+
+// awaitCold waits up to coldGrace for the executors to stop (stopped
+// gives the jobs they never started) once running tasks are cancelled.
+func (w *Worker) awaitCold(stopped <-chan []job) []job {
+	select {
+	case left := <-stopped:
+		return left
+	case <-time.After(coldGrace):
+		w.app.errorf("worker: cold shutdown: running tasks ignore their cancelled context; leaving them behind",
+			"waited", coldGrace)
+		return nil // their messages, and the jobs not started, go back when the consumer closes
+	}
+}
+
 // shutdown is the warm shutdown after the fetch loop ended. stopWatch
 // stops watchAcks, once no task runs, before the consumer is closed.
 func (w *Worker) shutdown(stopWatch func()) {
@@ -619,9 +641,9 @@ func (w *Worker) shutdown(stopWatch func()) {
 	case <-time.After(w.cfg.ShutdownTimeout):
 		w.app.warnf("worker: warm shutdown timed out; cancelling running tasks", "timeout", w.cfg.ShutdownTimeout)
 		w.coldCancel()
-		left = <-stopped
+		left = w.awaitCold(stopped)
 	case <-w.baseCtx.Done(): // Terminate
-		left = <-stopped
+		left = w.awaitCold(stopped)
 	}
 	stopWatch()
 	w.requeue(left)
