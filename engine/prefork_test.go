@@ -6,11 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/celerity-go/celerity/codec"
 	"github.com/celerity-go/celerity/engine"
+	"github.com/celerity-go/celerity/transport"
+	"github.com/celerity-go/celerity/transport/memory"
 )
 
 // preforkWorker runs a prefork worker of app whose children are this test
@@ -229,5 +232,66 @@ func TestPreforkTaskSentFromHandlerIsItsChild(t *testing.T) {
 	}
 	if want := []string{"spawner", "the-root"}; !slices.Equal(got, want) {
 		t.Fatalf("sent from the child with parent, root %q; want %q", got, want)
+	}
+}
+
+// settleCount is a memory broker whose consumers count the messages they
+// acknowledge or reject.
+type settleCount struct {
+	*memory.Broker
+	settled atomic.Int64
+}
+
+func (b *settleCount) Consume(ctx context.Context, queues []string, prefetch int) (transport.Consumer, error) {
+	c, err := b.Broker.Consume(ctx, queues, prefetch)
+	if err != nil {
+		return nil, err
+	}
+	return &settleCountConsumer{Consumer: c.(*memory.Consumer), b: b}, nil
+}
+
+type settleCountConsumer struct {
+	*memory.Consumer
+	b *settleCount
+}
+
+func (c *settleCountConsumer) Ack(msgs ...*codec.Message) error {
+	c.b.settled.Add(int64(len(msgs)))
+	return c.Consumer.Ack(msgs...)
+}
+
+func (c *settleCountConsumer) Reject(requeue bool, msgs ...*codec.Message) error {
+	c.b.settled.Add(int64(len(msgs)))
+	return c.Consumer.Reject(requeue, msgs...)
+}
+
+// A prefork task's message is settled once its child answers, also when
+// the task rejects it or its arguments cannot be decoded: neither is left
+// unacknowledged (and released) for the consumer to give back to the
+// broker when the worker stops.
+func TestPreforkRejectedAndUndecodableTasksSettleTheirMessages(t *testing.T) {
+	broker := &settleCount{Broker: memory.NewBroker()}
+	app := engine.MustNew(engine.Config{Broker: broker, Backend: memory.NewBackend()})
+	defer app.Close()
+	engine.RegisterRaw(app, "p.reject", func(context.Context, *engine.Task) error {
+		return engine.Reject("not for us", false)
+	})
+	engine.Register1(app, "p.int", func(_ context.Context, i int) (int, error) { return i, nil })
+	w := preforkWorker(t, app, engine.WorkerConfig{Concurrency: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := app.SendRaw(ctx, "p.reject", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.SendRaw(ctx, "p.int", []byte(`["not an int"]`), nil); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); w.Stats().Rejected.Load() != 1 || w.Stats().Failed.Load() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("rejected %d, failed %d; want 1 and 1", w.Stats().Rejected.Load(), w.Stats().Failed.Load())
+		}
+	}
+	if n := broker.settled.Load(); n != 2 {
+		t.Fatalf("%d messages acknowledged or rejected, want both", n)
 	}
 }

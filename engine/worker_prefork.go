@@ -184,12 +184,11 @@ func (w *Worker) serveChild() {
 
 // preforkJob is one task in flight in the prefork pool; pooled.
 type preforkJob struct {
-	x       *preforkExecutor
-	j       job
-	st      slotState
-	lateAck bool
-	buf     []byte
-	done    func(prefork.Result) // bound once to finish
+	x    *preforkExecutor
+	j    job
+	st   slotState
+	buf  []byte
+	done func(prefork.Result) // bound once to finish
 }
 
 // preforkExecutor adapts prefork.Pool to executor.
@@ -241,13 +240,16 @@ func (x *preforkExecutor) Submit(jobs ...job) error {
 		pj := x.jobs.Get().(*preforkJob)
 		pj.j = j
 		m, def := j.m, j.def
-		pj.lateAck = true
+		// A prefork task's message is acknowledged when its child
+		// answers, whatever acks_late says: a Reject from it still has a
+		// message to reject (see outcome).
+		pj.st.lateAck = true
 		t := &pj.st.task
 		t.reset(w, def, m)
 		if err := w.decodeArgs(t); err != nil {
 			w.stats.Failed.Add(1)
 			w.storeFailure(m, "DecodeError", "kombu.exceptions", err.Error())
-			x.settle(pj, false)
+			x.settle(pj, true) // failed for good, as on the other pools
 			continue
 		}
 		if w.trackStarted(def) {
