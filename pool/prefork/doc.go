@@ -78,7 +78,8 @@
 // started (the progress page says so): the pool puts them back at the
 // head of its queue and another child runs them. Deciding what a lost task
 // means (fail it, or requeue it under acks_late and reject_on_worker_lost)
-// is the engine's business.
+// is the engine's business, as is acknowledging a task early when the pool
+// reports it started (Request.Started).
 //
 // # Recycling
 //

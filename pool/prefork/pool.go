@@ -128,6 +128,14 @@ type Request struct {
 	// HardLimit is the task's hard time limit (0 = none): at the limit its
 	// child is killed and the task fails with ErrTimeLimitExceeded.
 	HardLimit time.Duration
+	// Started, if not nil, is called when the pool sees a child start
+	// the task, which is when its HardLimit clock starts: as it is sent to
+	// an idle child, or as the reply of the task before it arrives. A task
+	// whose reply arrives together with its predecessor's is never seen to
+	// start; one whose child died before it began may be seen again on
+	// another child. Started runs with the pool's lock held: it must be
+	// quick and must not call the pool.
+	Started func()
 }
 
 // Result is the outcome of a task.

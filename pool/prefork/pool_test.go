@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -533,4 +534,57 @@ func dead(pid int) bool {
 	// pid (comm) state ...: comm may hold spaces; the state follows the last ')'.
 	i := bytes.LastIndexByte(stat, ')')
 	return i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z'
+}
+
+// Started is called as a child starts a task: the first at once, the one
+// queued behind it only once the first is answered, and a task Stop
+// returns unstarted never.
+func TestStartedIsCalledWhenAChildStartsATask(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	p := h.pool(Config{Procs: 1})
+	var started [3]atomic.Bool
+	results := make([]chan Result, 3)
+	for i, payload := range []string{"sleep:300ms", "noop", "noop"} {
+		results[i] = make(chan Result, 1)
+		req := Request{Payload: []byte(payload), Started: func() { started[i].Store(true) }}
+		if err := p.Submit(req, func(r Result) { results[i] <- Result{Err: r.Err} }); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			eventually(t, "the sleep started", started[0].Load)
+		}
+	}
+	if started[1].Load() || started[2].Load() {
+		t.Fatal("a task queued behind a running one was reported started")
+	}
+	if r := wait(t, results[0]); r.Err != nil {
+		t.Fatalf("sleep: %v", r.Err)
+	}
+	if r := wait(t, results[1]); r.Err != nil {
+		t.Fatalf("noop: %v", r.Err)
+	}
+	if !started[1].Load() {
+		t.Fatal("the second task ran without being reported started")
+	}
+	if r := wait(t, results[2]); r.Err != nil {
+		t.Fatalf("noop: %v", r.Err)
+	}
+
+	// Stop returns a queued task unstarted.
+	stopped := make(chan Result, 1)
+	var never atomic.Bool
+	if err := p.Submit(Request{Payload: []byte("sleep:300ms")}, func(Result) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Submit(Request{Payload: []byte("noop"), Started: func() { never.Store(true) }},
+		func(r Result) { stopped <- Result{Err: r.Err} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := wait(t, stopped); !errors.Is(r.Err, ErrStopped) || never.Load() {
+		t.Fatalf("queued task at Stop: err %v, reported started %v; want ErrStopped, never started", r.Err, never.Load())
+	}
 }

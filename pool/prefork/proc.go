@@ -85,11 +85,15 @@ func (c *child) kickWriter() {
 	}
 }
 
-// trackHeadLocked starts the hard-limit clock of the oldest unanswered task.
-// Pool.mu is held and the previous handle is done.
+// trackHeadLocked starts the hard-limit clock of the oldest unanswered task
+// and tells its Started function. Pool.mu is held and the previous handle
+// is done.
 func (c *child) trackHeadLocked() {
 	seq := c.answered + 1
 	t := &c.ring[(seq-1)%uint64(len(c.ring))]
+	if t.req.Started != nil {
+		t.req.Started()
+	}
 	if t.req.HardLimit <= 0 {
 		return
 	}
