@@ -41,8 +41,10 @@
 // flush their slot's acknowledgements before they start, and a task that
 // runs longer than two looks of the worker's ack watcher (ackWatchEvery,
 // 100 ms) is acknowledged while it runs: no task holds its early ack long
-// enough for the broker to deliver it again. As in Celery, Reject from a
-// task acknowledged early leaves its message acknowledged.
+// enough for the broker to deliver it again. The prefork pool acknowledges
+// a task early at that watcher's next look after a child starts it (or as
+// it ends, if sooner). As in Celery, Reject from a task acknowledged early
+// leaves its message acknowledged.
 //
 // # Limits
 //

@@ -295,3 +295,50 @@ func TestPreforkRejectedAndUndecodableTasksSettleTheirMessages(t *testing.T) {
 		t.Fatalf("%d messages acknowledged or rejected, want both", n)
 	}
 }
+
+// A prefork task acknowledged early is acknowledged while it runs, once,
+// as Celery's prefork pool acknowledges when a child accepts the task: not
+// only after the run, which for an hour-long task is long enough for
+// Redis or RabbitMQ to deliver it again. One acknowledged late is not.
+func TestPreforkAcksEarlyWhileTheTaskRuns(t *testing.T) {
+	broker := &settleCount{Broker: memory.NewBroker()}
+	app := engine.MustNew(engine.Config{Broker: broker, Backend: memory.NewBackend()})
+	defer app.Close()
+	nap := func(context.Context) (int, error) { time.Sleep(2 * time.Second); return 1, nil }
+	early := engine.Register0(app, "p.nap", nap)
+	late := engine.Register0(app, "p.naplate", nap, engine.AcksLate(true))
+	w := preforkWorker(t, app, engine.WorkerConfig{Concurrency: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	sent := time.Now()
+	r, _ := early.Delay(ctx)
+	for broker.settled.Load() == 0 && w.Stats().Succeeded.Load() == 0 {
+		time.Sleep(time.Millisecond) // ends by the task's end, 2 s on
+	}
+	// Within a second of sending a task that runs for two: while it ran.
+	if broker.settled.Load() == 0 || time.Since(sent) > time.Second {
+		t.Fatalf("no acknowledgement while the early-acked task ran (%v after sending it)", time.Since(sent))
+	}
+	if _, err := r.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * 100 * time.Millisecond) // a few looks of the ack watcher
+	if n := broker.settled.Load(); n != 1 {
+		t.Fatalf("%d acknowledgements for one task", n)
+	}
+
+	r, _ = late.Delay(ctx)
+	time.Sleep(time.Second) // the task runs for 2 s
+	if n := broker.settled.Load(); n != 1 {
+		t.Fatalf("%d acknowledgements while an acks_late task ran, want only the earlier task's", n-1)
+	}
+	if _, err := r.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); broker.settled.Load() != 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("acks_late task: %d acknowledgements in all, want 2", broker.settled.Load())
+		}
+	}
+}

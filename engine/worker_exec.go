@@ -641,9 +641,13 @@ const ackWatchEvery = 100 * time.Millisecond
 // default), the redelivery an early acknowledgement is there to prevent.
 // Celery acknowledges before the task starts; here a task that runs
 // longer than 2 x ackWatchEvery is acknowledged while it runs.
+//
+// The prefork pool's tasks run in other processes; its executor queues the
+// early acknowledgement of each task a child starts, and this sends them.
 func (w *Worker) watchAcks(ctx context.Context) {
 	tick := time.NewTicker(ackWatchEvery)
 	defer tick.Stop()
+	prefork, _ := w.exec.(*preforkExecutor)
 	for {
 		select {
 		case <-ctx.Done():
@@ -654,6 +658,9 @@ func (w *Worker) watchAcks(ctx context.Context) {
 			k.(*slotState).ackLongRun(w)
 			return true
 		})
+		if prefork != nil {
+			prefork.ackStarted()
+		}
 	}
 }
 

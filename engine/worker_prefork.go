@@ -184,12 +184,24 @@ func (w *Worker) serveChild() {
 
 // preforkJob is one task in flight in the prefork pool; pooled.
 type preforkJob struct {
-	x    *preforkExecutor
-	j    job
-	st   slotState
-	buf  []byte
-	done func(prefork.Result) // bound once to finish
+	x       *preforkExecutor
+	j       job
+	st      slotState
+	buf     []byte
+	done    func(prefork.Result) // bound once to finish
+	started func()               // bound once to onStarted
+	early   earlyAck             // under x.earlyMu
 }
+
+// earlyAck is where a prefork task's early acknowledgement stands.
+type earlyAck uint8
+
+const (
+	earlyNone    earlyAck = iota // not started yet, or acknowledged late
+	earlyQueued                  // started: ackStarted sends it next
+	earlySent                    // sent by ackStarted
+	earlySettled                 // the task's outcome came first
+)
 
 // preforkExecutor adapts prefork.Pool to executor.
 type preforkExecutor struct {
@@ -199,6 +211,12 @@ type preforkExecutor struct {
 
 	mu       sync.Mutex
 	inflight map[*preforkJob]struct{}
+
+	// Early acknowledgements of tasks a child started (see ackStarted).
+	sendMu  sync.Mutex // held while ackStarted sends them
+	earlyMu sync.Mutex
+	early   []*preforkJob    // started; may hold settled or reused jobs
+	acks    []*codec.Message // ackStarted's batch, under sendMu
 }
 
 // newPreforkExecutor starts the children.
@@ -227,6 +245,7 @@ func (w *Worker) newPreforkExecutor(ctx context.Context) (*preforkExecutor, erro
 		pj := &preforkJob{x: x}
 		pj.st = slotState{w: w}
 		pj.done = pj.finish
+		pj.started = pj.onStarted
 		return pj
 	}
 	return x, nil
@@ -240,10 +259,14 @@ func (x *preforkExecutor) Submit(jobs ...job) error {
 		pj := x.jobs.Get().(*preforkJob)
 		pj.j = j
 		m, def := j.m, j.def
-		// A prefork task's message is acknowledged when its child
-		// answers, whatever acks_late says: a Reject from it still has a
-		// message to reject (see outcome).
-		pj.st.lateAck = true
+		pj.st.lateAck = w.acksLate(def)
+		var started func() // acks early: as a child starts it (ackStarted)
+		if !pj.st.lateAck {
+			started = pj.started
+		}
+		x.earlyMu.Lock()
+		pj.early = earlyNone
+		x.earlyMu.Unlock()
 		t := &pj.st.task
 		t.reset(w, def, m)
 		if err := w.decodeArgs(t); err != nil {
@@ -262,7 +285,8 @@ func (x *preforkExecutor) Submit(jobs ...job) error {
 		x.mu.Lock()
 		x.inflight[pj] = struct{}{}
 		x.mu.Unlock()
-		if err := x.pool.Submit(prefork.Request{Payload: pj.buf, HardLimit: w.timeLimits(def, m).Hard}, pj.done); err != nil {
+		req := prefork.Request{Payload: pj.buf, HardLimit: w.timeLimits(def, m).Hard, Started: started}
+		if err := x.pool.Submit(req, pj.done); err != nil {
 			x.mu.Lock()
 			delete(x.inflight, pj)
 			x.mu.Unlock()
@@ -308,8 +332,72 @@ func (pj *preforkJob) finish(res prefork.Result) {
 	}
 }
 
-// settle acknowledges (or not) and releases pj's message and pj.
+// onStarted queues pj's early acknowledgement as a child starts it. It
+// runs with the prefork pool's lock held (prefork.Request.Started).
+func (pj *preforkJob) onStarted() {
+	x := pj.x
+	x.earlyMu.Lock()
+	if pj.early == earlyNone {
+		pj.early = earlyQueued
+		x.early = append(x.early, pj)
+	}
+	x.earlyMu.Unlock()
+}
+
+// ackStarted sends the early acknowledgements of the tasks children
+// started since its last call. The worker's ack watcher calls it every
+// ackWatchEvery (see watchAcks): a task acknowledged early is acknowledged
+// at most that long after a child starts it, or as it ends if sooner,
+// never only after an hour-long run. Celery's prefork pool acknowledges
+// as a child accepts the task.
+func (x *preforkExecutor) ackStarted() {
+	x.sendMu.Lock()
+	defer x.sendMu.Unlock()
+	acks := x.acks[:0]
+	x.earlyMu.Lock()
+	for _, pj := range x.early {
+		if pj.early == earlyQueued {
+			pj.early = earlySent
+			acks = append(acks, pj.j.m)
+		}
+	}
+	clear(x.early)
+	x.early = x.early[:0]
+	x.earlyMu.Unlock()
+	if len(acks) > 0 {
+		if err := x.w.consumer.Ack(acks...); err != nil {
+			x.w.app.warnf("worker: ack", "n", len(acks), "err", err)
+		}
+	}
+	clear(acks)
+	x.acks = acks[:0]
+}
+
+// settled marks pj's outcome as come and reports whether ackStarted sent
+// its early acknowledgement; it waits until that send has returned, so
+// that pj's message can be released.
+func (x *preforkExecutor) settled(pj *preforkJob) (ackSent bool) {
+	x.earlyMu.Lock()
+	early := pj.early
+	pj.early = earlySettled
+	x.earlyMu.Unlock()
+	if early == earlySent {
+		x.sendMu.Lock()
+		x.sendMu.Unlock()
+	}
+	return early == earlySent
+}
+
+// settle acknowledges (or not) and releases pj's message and pj. A task
+// acknowledged early is acknowledged here if ackStarted has not done it,
+// whatever ack says: as in Celery, its message was acknowledged before
+// its outcome, a Reject's included.
 func (x *preforkExecutor) settle(pj *preforkJob, ack bool) {
+	if x.settled(pj) {
+		ack = false
+	} else if !pj.st.lateAck {
+		ack = true
+	}
 	if ack {
 		if err := x.w.consumer.Ack(pj.j.m); err != nil {
 			x.w.app.warnf("worker: ack", "err", err)
@@ -319,9 +407,13 @@ func (x *preforkExecutor) settle(pj *preforkJob, ack bool) {
 	x.put(pj)
 }
 
-// requeue gives pj's message back to the broker.
+// requeue gives pj's message back to the broker, unless it was
+// acknowledged early already: then the task is dropped, as a task Celery
+// acknowledged early is (at most once).
 func (x *preforkExecutor) requeue(pj *preforkJob) {
-	if err := x.w.consumer.Reject(true, pj.j.m); err != nil {
+	if x.settled(pj) {
+		x.w.app.warnf("worker: not requeued: acknowledged early already", "id", string(pj.j.m.ID))
+	} else if err := x.w.consumer.Reject(true, pj.j.m); err != nil {
 		x.w.app.warnf("worker: requeue", "id", string(pj.j.m.ID), "err", err)
 	}
 	codec.ReleaseMessage(pj.j.m)
