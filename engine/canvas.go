@@ -182,12 +182,17 @@ func (a *App) RestoreGroup(ctx context.Context, groupID string) (*GroupResult, e
 
 // Apply sends a signature, plain or composite, and returns the handle of
 // its final result: the task itself, a chain's last task, a chord's body.
+// For a group, or a chain that ends in one, the handle's Group is that
+// group's GroupResult, and Get returns its members' results as []any (as
+// Celery's apply_async returns a GroupResult there).
 func (a *App) Apply(ctx context.Context, s *Signature) (*AsyncResult[any], error) {
-	id, _, err := a.applySig(ctx, s, nil, applyCtx{})
+	id, g, err := a.applySig(ctx, s, nil, applyCtx{})
 	if err != nil {
 		return nil, err
 	}
-	return a.Result(id), nil
+	r := a.Result(id)
+	r.group = g
+	return r, nil
 }
 
 // ApplyGroup sends the members of a group and returns its GroupResult.
@@ -196,7 +201,8 @@ func (a *App) ApplyGroup(ctx context.Context, members ...*Signature) (*GroupResu
 	return g, err
 }
 
-// ApplyChain sends a chain and returns its last task's handle.
+// ApplyChain sends a chain and returns its last task's handle (see Apply
+// for a chain that ends in a group).
 func (a *App) ApplyChain(ctx context.Context, steps ...*Signature) (*AsyncResult[any], error) {
 	return a.Apply(ctx, ChainSig(steps...))
 }
@@ -494,7 +500,28 @@ func (a *App) applyChain(ctx context.Context, s *Signature, steps []codec.Signat
 	if len(steps) == 1 {
 		return id, g, nil
 	}
+	if last := &steps[len(steps)-1]; last.SubtaskType == "group" {
+		g, err := a.frozenGroup(last)
+		return final, g, err
+	}
 	return final, nil, nil
+}
+
+// frozenGroup returns the GroupResult of group s, whose ids assignIDs gave.
+func (a *App) frozenGroup(s *codec.Signature) (*GroupResult, error) {
+	members, err := s.Tasks()
+	if err != nil {
+		return nil, fmt.Errorf("engine: group: %w", err)
+	}
+	g := &GroupResult{ID: s.Options.TaskID, app: a}
+	for i := range members {
+		id, err := assignIDs(&members[i]) // the id given: a member's final one
+		if err != nil {
+			return nil, fmt.Errorf("engine: group: %w", err)
+		}
+		g.Results = append(g.Results, a.Result(id))
+	}
+	return g, nil
 }
 
 // unrollChains returns steps with each chain among them replaced by its
@@ -592,6 +619,23 @@ func assignIDs(s *codec.Signature) (string, error) {
 		if s.Options.TaskID == "" {
 			s.Options.TaskID = codec.NewUUID()
 		}
+		// Its members' ids too, as Celery's group.freeze gives them, for
+		// the GroupResult of a chain that ends in it (see frozenGroup).
+		members, err := s.Tasks()
+		if err != nil {
+			return "", err
+		}
+		if members, err = unrollGroups(members); err != nil {
+			return "", err
+		}
+		ptrs := make([]*Signature, len(members))
+		for i := range members {
+			if _, err := assignIDs(&members[i]); err != nil {
+				return "", err
+			}
+			ptrs[i] = &members[i]
+		}
+		s.Kwargs = GroupSig(ptrs...).Kwargs
 		return s.Options.TaskID, nil
 	case "chain":
 		steps, err := s.Tasks()

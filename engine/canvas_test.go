@@ -471,3 +471,33 @@ func TestChainInGroupJoinsByItsLastStep(t *testing.T) {
 		}
 	}
 }
+
+// Applying a group, or a chain that ends in one, gives a handle whose Get
+// returns the members' results, as Celery's apply_async gives a
+// GroupResult there (chain(add, group(mul, add)) gives [6, 3] in Celery
+// 5.2.6): the chain's group gets its member ids when the chain is sent.
+func TestApplyGroupOrChainEndingInGroupGetsMembersResults(t *testing.T) {
+	t.Parallel()
+	app := canvasApp(t)
+	ctx := testCtx(t, 10*time.Second)
+	for _, c := range []struct {
+		name string
+		sig  *Signature
+		want string
+	}{
+		{"group(add, add)", GroupSig(Sig("c.add", 1, 1), Sig("c.add", 2, 2)), "[2 4]"},
+		{"chain(add, group(mul, add))", ChainSig(Sig("c.add", 1, 1), GroupSig(Sig("c.mul", 3), Sig("c.add", 1))), "[6 3]"},
+	} {
+		res, err := app.Apply(ctx, c.sig)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if g := res.Group(); g == nil || g.ID != res.ID || len(g.Results) != 2 {
+			t.Fatalf("%s: Group() = %+v, want the group of 2 under the handle's id", c.name, g)
+		}
+		got, err := res.Get(ctx)
+		if err != nil || fmt.Sprint(got) != c.want {
+			t.Errorf("%s: Get = %v, %v; want %s", c.name, got, err, c.want)
+		}
+	}
+}

@@ -250,6 +250,15 @@ func TestInteropGoNestedCanvasOnPythonWorker(t *testing.T) {
 			t.Errorf("%s on Python = %v, %v; want %v", c.name, v, err, c.want)
 		}
 	}
+	// The Python worker applies the group the chain ends in with the
+	// member ids the Go client gave.
+	res, err := e.app.Apply(ctx, engine.ChainSig(q("interop.add", 1, 1), engine.GroupSig(q("interop.mul", 3), q("interop.add", 1))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := res.Get(ctx); err != nil || fmt.Sprint(v) != "[6 3]" {
+		t.Errorf("chain(add, group(mul, add)) on Python = %v, %v; want [6 3]", v, err)
+	}
 }
 
 // TestInteropChordSplitAcrossGoAndPython: a chord whose header tasks run

@@ -13,9 +13,16 @@ import (
 // AsyncResult is the handle of a sent task (Celery's AsyncResult). R is
 // the type Get decodes a SUCCESS result into. Safe for concurrent use.
 type AsyncResult[R any] struct {
-	ID  string
-	app *App
+	ID    string
+	app   *App
+	group *GroupResult // the final result is this group's (see App.Apply)
 }
+
+// Group returns the GroupResult the handle stands for when the final
+// result of what was applied is a group's (see App.Apply), else nil. The
+// group has no record of its own under ID: Get waits for its members;
+// the other methods read the record stored under ID.
+func (r *AsyncResult[R]) Group() *GroupResult { return r.group }
 
 // Result returns the handle of task id, its result decoded as any.
 func (a *App) Result(id string) *AsyncResult[any] { return &AsyncResult[any]{ID: id, app: a} }
@@ -143,9 +150,15 @@ func (r *AsyncResult[R]) Wait(ctx context.Context) (Meta, error) {
 
 // Get waits for the task (see Wait) and returns its result decoded as R,
 // or the failure as a *TaskError (errors.Is(err, ErrRevoked) for a
-// revoked task).
+// revoked task). For a group's handle (see Group) it waits for every
+// member and returns their results, a []any, as GroupResult.Get does.
 func (r *AsyncResult[R]) Get(ctx context.Context) (R, error) {
 	var zero R
+	if r.group != nil {
+		results, err := r.group.Get(ctx)
+		v, _ := any(results).(R) // only Apply sets group, on an AsyncResult[any]
+		return v, err
+	}
 	m, err := r.Wait(ctx)
 	if err != nil {
 		return zero, err
