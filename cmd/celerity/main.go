@@ -1,6 +1,3 @@
-// Command celerity is the celerity CLI: worker, call, result, purge, demo.
-// All logic lives in package cli, so that a service can build its own
-// worker binary with its tasks registered (see cli.Options.Setup).
 package main
 
 import (

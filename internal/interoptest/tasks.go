@@ -1,5 +1,3 @@
-// Package interoptest holds what the interop tests of several packages
-// share: the Go versions of the Python interop app's tasks.
 package interoptest
 
 import (
