@@ -2,8 +2,10 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -200,5 +202,245 @@ func TestRetryStateIsStoredWhileTheRetryWaits(t *testing.T) {
 	}
 	if m, _ := res.Meta(ctx); m.State != codec.StateSuccess {
 		t.Fatalf("state %v after the retry succeeded, want SUCCESS", m.StateName)
+	}
+}
+
+// TestAsyncResultReadyStatesAndForget proves AsyncResult's Ready,
+// Successful and Failed against Celery's states (READY_STATES: SUCCESS,
+// FAILURE, REVOKED; PENDING for an unknown id) and that Forget deletes the
+// record: the task reads as PENDING again and the backend holds nothing.
+func TestAsyncResultReadyStatesAndForget(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	RegisterRaw(app, "proof.ok", func(_ context.Context, task *Task) error {
+		task.Return([]byte(`1`))
+		return nil
+	})
+	RegisterRaw(app, "proof.bad", func(context.Context, *Task) error { return errors.New("boom") })
+	app.Revoke(false, "st-revoked") // discarded when received
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	for id, name := range map[string]string{"st-ok": "proof.ok", "st-bad": "proof.bad", "st-revoked": "proof.ok"} {
+		if err := app.SendRaw(ctx, name, nil, nil, TaskID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		id                        string
+		state                     codec.State
+		ready, successful, failed bool
+	}{
+		{"st-ok", codec.StateSuccess, true, true, false},
+		{"st-bad", codec.StateFailure, true, false, true},
+		{"st-revoked", codec.StateRevoked, true, false, false},
+		{"st-never-sent", codec.StatePending, false, false, false},
+	} {
+		r := app.Result(c.id)
+		if c.state != codec.StatePending {
+			if m, err := r.Wait(ctx); err != nil || m.State != c.state {
+				t.Fatalf("%s: Wait = %v, %v; want %v", c.id, m.StateName, err, c.state)
+			}
+		}
+		ready, err1 := r.Ready(ctx)
+		ok, err2 := r.Successful(ctx)
+		failed, err3 := r.Failed(ctx)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			t.Fatalf("%s: %v", c.id, err)
+		}
+		if ready != c.ready || ok != c.successful || failed != c.failed {
+			t.Errorf("%s (%v): Ready %v Successful %v Failed %v, want %v %v %v",
+				c.id, c.state, ready, ok, failed, c.ready, c.successful, c.failed)
+		}
+	}
+	for _, id := range []string{"st-ok", "st-bad", "st-revoked", "st-never-sent"} {
+		r := app.Result(id)
+		if err := r.Forget(ctx); err != nil {
+			t.Fatalf("Forget(%s): %v", id, err)
+		}
+		if m, err := r.Meta(ctx); err != nil || m.State != codec.StatePending || m.StateName != "PENDING" {
+			t.Fatalf("%s after Forget: %v, %v; want PENDING", id, m.StateName, err)
+		}
+		if ready, _ := r.Ready(ctx); ready {
+			t.Fatalf("%s is ready after Forget", id)
+		}
+		if _, found, err := app.Backend().GetResult(ctx, id, nil); found || err != nil {
+			t.Fatalf("%s: the backend still holds a record after Forget (err %v)", id, err)
+		}
+	}
+}
+
+// seenTask is what a handler copies out of its *Task.
+type seenTask struct {
+	hostname, queue, exchange, origin string
+	eta, expires, at                  time.Time
+	redelivered                       bool
+}
+
+// TestTaskSeesHostnameETAExpiresAndDeliveryInfo proves what a handler
+// reads on its Task (Celery's task.request): the worker's hostname, the
+// ETA and expiry the task was sent with (absolute or relative, zero when
+// none), the routing key and exchange it was delivered with and the
+// sender's node name.
+func TestTaskSeesHostnameETAExpiresAndDeliveryInfo(t *testing.T) {
+	t.Parallel()
+	const host = "proof-worker@host-a"
+	app := newApp(t, Config{Hostname: host})
+	var mu sync.Mutex
+	seen := map[string]seenTask{}
+	RegisterRaw(app, "proof.ctx", func(_ context.Context, task *Task) error {
+		s := seenTask{
+			hostname: strings.Clone(task.Hostname), queue: strings.Clone(task.Queue),
+			exchange: strings.Clone(task.Exchange), origin: strings.Clone(task.Origin),
+			eta: task.ETA, expires: task.Expires, at: time.Now(), redelivered: task.Redelivered,
+		}
+		mu.Lock()
+		seen[strings.Clone(task.ID)] = s
+		mu.Unlock()
+		return nil
+	})
+	w, _ := startWorker(t, app, WorkerConfig{Concurrency: 1, Queues: []string{"proof.q"}})
+	ctx := testCtx(t, 10*time.Second)
+	eta := time.Now().Add(100 * time.Millisecond).Round(0).Truncate(time.Millisecond)
+	exp := eta.Add(time.Hour)
+	before := time.Now()
+	sends := []struct {
+		id   string
+		opts []Option
+	}{
+		{"ctx-at", []Option{ETA(eta), ExpiresAt(exp), Exchange("proof.ex"), RoutingKey("proof.q")}},
+		{"ctx-in", []Option{Countdown(50 * time.Millisecond), ExpiresIn(time.Hour), Queue("proof.q")}},
+		{"ctx-plain", []Option{Queue("proof.q")}},
+	}
+	for _, s := range sends {
+		if err := app.SendRaw(ctx, "proof.ctx", nil, nil, append(s.opts, TaskID(s.id))...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := time.Now()
+	for _, s := range sends {
+		if _, err := app.Result(s.id).Get(ctx); err != nil {
+			t.Fatalf("%s: %v", s.id, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, s := range seen {
+		if s.hostname != host || w.Hostname() != host {
+			t.Errorf("%s: Hostname %q (worker %q), want %q", id, s.hostname, w.Hostname(), host)
+		}
+		if s.queue != "proof.q" || s.origin != string(origin) || s.redelivered {
+			t.Errorf("%s: Queue %q Origin %q Redelivered %v, want proof.q, %q, false", id, s.queue, s.origin, s.redelivered, origin)
+		}
+	}
+	if len(seen) != len(sends) {
+		t.Fatalf("saw %d runs, want %d: %v", len(seen), len(sends), seen)
+	}
+	at := seen["ctx-at"]
+	if !at.eta.Equal(eta) || !at.expires.Equal(exp) || at.exchange != "proof.ex" || at.at.Before(eta) {
+		t.Errorf("ETA/ExpiresAt/Exchange: saw ETA %v Expires %v Exchange %q, ran at %v; want %v, %v, proof.ex, not before the ETA",
+			at.eta, at.expires, at.exchange, at.at, eta, exp)
+	}
+	in := seen["ctx-in"]
+	within := func(v, lo, hi time.Time) bool { return !v.Before(lo) && !v.After(hi) }
+	if !within(in.eta, before.Add(50*time.Millisecond), after.Add(50*time.Millisecond)) ||
+		!within(in.expires, before.Add(time.Hour), after.Add(time.Hour)) || in.exchange != "" {
+		t.Errorf("Countdown/ExpiresIn/Queue: saw ETA %v Expires %v Exchange %q; want send time + 50ms, + 1h, \"\"",
+			in.eta, in.expires, in.exchange)
+	}
+	if plain := seen["ctx-plain"]; !plain.eta.IsZero() || !plain.expires.IsZero() {
+		t.Errorf("a task sent without ETA or expiry saw ETA %v Expires %v, want zero", plain.eta, plain.expires)
+	}
+}
+
+// wireMessage is the part of kombu's Redis envelope the send options
+// show in.
+type wireMessage struct {
+	Headers    map[string]any `json:"headers"`
+	Properties struct {
+		DeliveryInfo struct {
+			Exchange   string `json:"exchange"`
+			RoutingKey string `json:"routing_key"`
+		} `json:"delivery_info"`
+	} `json:"properties"`
+}
+
+// TestSendOptionsLandOnTheWire proves that custom headers, routing key,
+// exchange and ignore_result reach the message as Celery writes it (each
+// message is rendered as kombu's Redis envelope when published), that a
+// worker's handler sees the custom headers, and that ignore_result works
+// per call: the task sent with it stores no result, the same task sent
+// without it does.
+func TestSendOptionsLandOnTheWire(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	var mu sync.Mutex
+	wire := map[string][]byte{}
+	done := make(chan string, 3)
+	app.SetHooks(Hooks{
+		BeforePublish: func(m *codec.Message) {
+			mu.Lock()
+			wire[string(m.ID)] = codec.AppendRedisEnvelope(nil, m)
+			mu.Unlock()
+		},
+		TaskPostrun: func(task *Task, _ codec.State) { done <- strings.Clone(task.ID) },
+	})
+	var extra atomic.Value // the custom headers the handler saw
+	RegisterRaw(app, "proof.wire", func(_ context.Context, task *Task) error {
+		if task.ID == "wire-headers" {
+			extra.Store(string(task.Message().ExtraHeaders))
+		}
+		task.Return([]byte(`"ok"`))
+		return nil
+	})
+	startWorker(t, app, WorkerConfig{Concurrency: 1, Queues: []string{"celery", "proof.rk"}})
+	ctx := testCtx(t, 10*time.Second)
+	sends := []struct {
+		id   string
+		opts []Option
+	}{
+		{"wire-headers", []Option{Headers(map[string]any{"x-trace": "abc-123", "tenant": 7}), Exchange("proof.ex"), RoutingKey("proof.rk")}},
+		{"wire-ignored", []Option{IgnoreResult(true)}},
+		{"wire-kept", nil},
+	}
+	for _, s := range sends {
+		if err := app.SendRaw(ctx, "proof.wire", nil, nil, append(s.opts, TaskID(s.id))...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	receiveN(t, ctx, done, len(sends), func(id string) string { return id })
+
+	mu.Lock()
+	msgs := map[string]wireMessage{}
+	for id, env := range wire {
+		var w wireMessage
+		if err := json.Unmarshal(env, &w); err != nil {
+			t.Fatalf("%s: envelope %s: %v", id, env, err)
+		}
+		msgs[id] = w
+	}
+	mu.Unlock()
+	h := msgs["wire-headers"]
+	if h.Headers["x-trace"] != "abc-123" || h.Headers["tenant"] != float64(7) {
+		t.Errorf("custom headers on the wire: %v", h.Headers)
+	}
+	if di := h.Properties.DeliveryInfo; di.Exchange != "proof.ex" || di.RoutingKey != "proof.rk" {
+		t.Errorf("delivery_info %+v, want exchange proof.ex, routing_key proof.rk", di)
+	}
+	if di := msgs["wire-kept"].Properties.DeliveryInfo; di.Exchange != "" || di.RoutingKey != "celery" {
+		t.Errorf("default delivery_info %+v, want exchange \"\", routing_key celery", di)
+	}
+	if got, _ := extra.Load().(string); !strings.Contains(got, `"x-trace"`) || !strings.Contains(got, `"abc-123"`) {
+		t.Errorf("the handler saw extra headers %q, want x-trace", got)
+	}
+	for id, want := range map[string]bool{"wire-headers": false, "wire-ignored": true, "wire-kept": false} {
+		if got := msgs[id].Headers["ignore_result"]; got != want {
+			t.Errorf("%s: ignore_result header %v, want %v", id, got, want)
+		}
+	}
+	if m, err := app.Result("wire-kept").Meta(ctx); err != nil || m.State != codec.StateSuccess {
+		t.Errorf("wire-kept: %v, %v; want SUCCESS stored", m.StateName, err)
+	}
+	if _, found, err := app.Backend().GetResult(ctx, "wire-ignored", nil); found || err != nil {
+		t.Errorf("wire-ignored: a result was stored (err %v) for a task sent with ignore_result", err)
 	}
 }
