@@ -444,3 +444,232 @@ func TestSendOptionsLandOnTheWire(t *testing.T) {
 		t.Errorf("wire-ignored: a result was stored (err %v) for a task sent with ignore_result", err)
 	}
 }
+
+// TestHookTaskRetry proves the task_retry signal: TaskRetry runs once per
+// retry with the retrying run's task (id, name, retries) and the retry's
+// reason, for an explicit Retry and for autoretry_for.
+func TestHookTaskRetry(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	type retried struct {
+		id, name string
+		retries  int
+		err      error
+	}
+	got := make(chan retried, 4)
+	app.SetHooks(Hooks{TaskRetry: func(task *Task, err error) {
+		got <- retried{strings.Clone(task.ID), strings.Clone(task.Name), task.Retries, err}
+	}})
+	errNotYet, errFlaky := errors.New("not yet"), errors.New("flaky")
+	RegisterRaw(app, "proof.retry", func(_ context.Context, task *Task) error {
+		if task.Retries == 0 {
+			return task.Retry(errNotYet, time.Millisecond)
+		}
+		return nil
+	})
+	RegisterRaw(app, "proof.autoretry", func(_ context.Context, task *Task) error {
+		if task.Retries == 0 {
+			return errFlaky
+		}
+		return nil
+	}, AutoRetryFor(func(err error) bool { return errors.Is(err, errFlaky) }), DefaultRetryDelay(time.Millisecond))
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	want := map[string]retried{
+		"hr-explicit": {"hr-explicit", "proof.retry", 0, errNotYet},
+		"hr-auto":     {"hr-auto", "proof.autoretry", 0, errFlaky},
+	}
+	for id, w := range want {
+		if err := app.SendRaw(ctx, w.name, nil, nil, TaskID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id := range want {
+		if _, err := app.Result(id).Get(ctx); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+	close(got)
+	n := 0
+	for r := range got {
+		n++
+		w := want[r.id]
+		if r.name != w.name || r.retries != w.retries || !errors.Is(r.err, w.err) {
+			t.Errorf("TaskRetry(%s %s retries=%d, %v), want (%s %s retries=%d, %v)",
+				r.id, r.name, r.retries, r.err, w.id, w.name, w.retries, w.err)
+		}
+	}
+	if n != len(want) {
+		t.Fatalf("TaskRetry ran %d times, want %d (once per retry)", n, len(want))
+	}
+}
+
+// TestHookTaskRevoked proves the task_revoked signal: TaskRevoked names
+// the task and the reason, for a task revoked before it arrived
+// ("revoked"), one past its expiry ("expired") and a running one revoked
+// with terminate ("terminated").
+func TestHookTaskRevoked(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	var mu sync.Mutex
+	reasons := map[string][]string{}
+	app.SetHooks(Hooks{TaskRevoked: func(id []byte, reason string) {
+		mu.Lock()
+		reasons[string(id)] = append(reasons[string(id)], reason)
+		mu.Unlock()
+	}})
+	started := make(chan struct{})
+	RegisterRaw(app, "proof.block", func(ctx context.Context, task *Task) error {
+		close(started)
+		<-ctx.Done()
+		return context.Cause(ctx)
+	})
+	var ran atomic.Int32
+	RegisterRaw(app, "proof.never", func(context.Context, *Task) error { ran.Add(1); return nil })
+	app.Revoke(false, "hv-revoked")
+	startWorker(t, app, WorkerConfig{Concurrency: 2})
+	ctx := testCtx(t, 10*time.Second)
+	if err := app.SendRaw(ctx, "proof.never", nil, nil, TaskID("hv-revoked")); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.SendRaw(ctx, "proof.never", nil, nil, TaskID("hv-expired"), ExpiresAt(time.Now().Add(-time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.SendRaw(ctx, "proof.block", nil, nil, TaskID("hv-terminated")); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	app.Revoke(true, "hv-terminated")
+	for _, id := range []string{"hv-revoked", "hv-expired", "hv-terminated"} {
+		if _, err := app.Result(id).Get(ctx); !errors.Is(err, ErrRevoked) {
+			t.Fatalf("%s: %v, want ErrRevoked", id, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, want := range map[string]string{"hv-revoked": "revoked", "hv-expired": "expired", "hv-terminated": "terminated"} {
+		if got := reasons[id]; len(got) != 1 || got[0] != want {
+			t.Errorf("TaskRevoked for %s: %v, want once with %q", id, got, want)
+		}
+	}
+	if len(reasons) != 3 || ran.Load() != 0 {
+		t.Errorf("TaskRevoked calls %v, revoked tasks run %d times", reasons, ran.Load())
+	}
+}
+
+// TestHookTaskReceived proves the task_received signal: TaskReceived runs
+// for a known task's message as it is received, before its ETA (the task
+// sent for an hour from now is reported though it does not run), and not
+// for a task the worker does not know.
+func TestHookTaskReceived(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	received := make(chan [2]string, 4) // id, task name
+	app.SetHooks(Hooks{TaskReceived: func(m *codec.Message) { received <- [2]string{string(m.ID), string(m.Task)} }})
+	var ran atomic.Int32
+	RegisterRaw(app, "proof.later", func(context.Context, *Task) error { ran.Add(1); return nil })
+	w, _ := startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	if err := app.SendRaw(ctx, "proof.unknown", nil, nil, TaskID("hr-unknown")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the unknown task rejected", func() bool { return w.Stats().Rejected.Load() == 1 })
+	if err := app.SendRaw(ctx, "proof.later", nil, nil, TaskID("hr-later"), Countdown(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-received:
+		if got != [2]string{"hr-later", "proof.later"} {
+			t.Fatalf("TaskReceived(%v), want hr-later proof.later (and nothing for the unknown task)", got)
+		}
+	case <-ctx.Done():
+		t.Fatal("TaskReceived did not run for a task held for its ETA")
+	}
+	if ran.Load() != 0 {
+		t.Fatal("the task held for an hour ran")
+	}
+	if len(received) != 0 {
+		t.Fatalf("TaskReceived ran again: %v", <-received)
+	}
+}
+
+// TestHookTaskRejectedNamesTheMessage proves that TaskRejected gets the
+// rejected message and the reason: ErrNotRegistered for an unknown task,
+// the handler's *RejectError for a task that rejects itself.
+func TestHookTaskRejectedNamesTheMessage(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	type rejected struct {
+		id, task string
+		reason   error
+	}
+	got := make(chan rejected, 4)
+	app.SetHooks(Hooks{TaskRejected: func(m *codec.Message, reason error) {
+		got <- rejected{string(m.ID), string(m.Task), reason}
+	}})
+	RegisterRaw(app, "proof.reject", func(context.Context, *Task) error { return Reject("bad input", false) }, AcksLate(true))
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	for id, name := range map[string]string{"rj-unknown": "proof.unknown", "rj-self": "proof.reject"} {
+		if err := app.SendRaw(ctx, name, nil, nil, TaskID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := receiveN(t, ctx, got, 2, func(r rejected) string { return r.id })
+	if r := all["rj-unknown"]; r.task != "proof.unknown" || !errors.Is(r.reason, ErrNotRegistered) {
+		t.Errorf("unknown task: TaskRejected(%s, %v), want proof.unknown, ErrNotRegistered", r.task, r.reason)
+	}
+	var re *RejectError
+	if r := all["rj-self"]; r.task != "proof.reject" || !errors.As(r.reason, &re) || re.Reason != "bad input" || re.Requeue {
+		t.Errorf("self-rejected task: TaskRejected(%s, %v), want proof.reject, Reject(bad input, false)", r.task, r.reason)
+	}
+}
+
+// TestHookWorkerShutdown proves the worker_shutdown signal: WorkerShutdown
+// runs once, with the worker, when it stops, and only after its warm
+// shutdown let the running task finish.
+func TestHookWorkerShutdown(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	var finished atomic.Bool
+	type shutdown struct {
+		w             *Worker
+		afterFinished bool
+	}
+	calls := make(chan shutdown, 2)
+	app.SetHooks(Hooks{WorkerShutdown: func(w *Worker) { calls <- shutdown{w, finished.Load()} }})
+	started, gate := make(chan struct{}), make(chan struct{})
+	RegisterRaw(app, "proof.inflight", func(context.Context, *Task) error {
+		close(started)
+		<-gate
+		finished.Store(true)
+		return nil
+	})
+	w, stop := startWorker(t, app, WorkerConfig{Concurrency: 1})
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release) // before the worker stops, should the test fail
+	ctx := testCtx(t, 10*time.Second)
+	if err := app.SendRaw(ctx, "proof.inflight", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case c := <-calls:
+		t.Fatalf("WorkerShutdown ran while a task was still running (finished %v)", c.afterFinished)
+	case <-time.After(100 * time.Millisecond):
+	}
+	release()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		t.Fatal("the worker did not stop")
+	}
+	if len(calls) != 1 {
+		t.Fatalf("WorkerShutdown ran %d times, want once", len(calls))
+	}
+	if c := <-calls; c.w != w || !c.afterFinished {
+		t.Fatalf("WorkerShutdown(%p) after the task finished: %v; want the worker %p, true", c.w, c.afterFinished, w)
+	}
+}
