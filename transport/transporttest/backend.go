@@ -26,7 +26,9 @@ func decodeState(t *testing.T, rec []byte) codec.State {
 	return r.State
 }
 
-// RunBackend runs the result backend conformance tests.
+// RunBackend runs the result backend conformance tests, with the chord
+// and group cases (chord.go) on a backend that counts chords and saves
+// groups.
 func RunBackend(t *testing.T, h Harness) {
 	if h.NewBackend == nil {
 		t.Fatal("transporttest: Harness.NewBackend is nil")
@@ -109,4 +111,5 @@ func RunBackend(t *testing.T, h Harness) {
 			t.Fatal("Next returned a record that was never stored")
 		}
 	})
+	runChords(t, h)
 }
