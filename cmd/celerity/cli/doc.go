@@ -1,6 +1,6 @@
-// Package cli implements the celerity command line: demo, worker, beat,
-// call, result, purge and bench (and the operators' commands as they are
-// added: see commands in cli.go). cmd/celerity is a thin main around Main.
+// Package cli implements the celerity command line (the commands table in
+// cli.go): demo, worker, beat, call, result, purge, inspect, control,
+// status, events and bench. cmd/celerity is a thin main around Main.
 //
 // A Go service that wants `celerity worker` to run its own tasks builds its
 // own binary: a main that calls Main with Options.Setup registering the
