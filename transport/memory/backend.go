@@ -53,7 +53,10 @@ func isSuccess(rec []byte) bool {
 }
 
 // GetResult implements transport.Backend.
-func (b *Backend) GetResult(_ context.Context, taskID string, dst []byte) ([]byte, bool, error) {
+func (b *Backend) GetResult(ctx context.Context, taskID string, dst []byte) ([]byte, bool, error) {
+	if err := ctx.Err(); err != nil { // as a networked backend's read fails
+		return dst, false, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {

@@ -2,6 +2,7 @@ package memory_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -84,5 +85,23 @@ func TestPublishOneAfterClose(t *testing.T) {
 	m.RoutingKey = []byte("q")
 	if err := b.PublishOne(context.Background(), m); err != memory.ErrClosed {
 		t.Fatalf("PublishOne after Close = %v, want ErrClosed", err)
+	}
+}
+
+// A read with a context that is done fails with the context's error, as
+// over a network: a loop polling a result until its context ends ends.
+func TestGetResultHonoursContext(t *testing.T) {
+	b := memory.NewBackend()
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := b.StoreResults(ctx, transport.ResultRecord{TaskID: []byte("t1"), Data: []byte(`{"status": "SUCCESS"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := b.GetResult(ctx, "t1", nil); err != nil || !found {
+		t.Fatalf("GetResult = found %v, %v", found, err)
+	}
+	cancel()
+	if _, _, err := b.GetResult(ctx, "t1", nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("GetResult after cancel: %v, want context.Canceled", err)
 	}
 }
