@@ -277,21 +277,45 @@ func runWorker(ctx context.Context, args []string, o Options) error {
 	names := app.Registered()
 	sort.Strings(names)
 	fmt.Fprintf(o.Stderr, "celerity worker %s ready; tasks: %s\n", w.Hostname(), strings.Join(names, ", "))
-	// A second SIGINT/SIGTERM during the warm shutdown makes it cold.
+	// A second SIGINT/SIGTERM during the warm shutdown makes it cold. A
+	// third, or a cold shutdown still unfinished after coldExit, ends the
+	// process: a task that ignores its cancelled context (which Go cannot
+	// stop, and which holds the solo pool's one goroutine) does not keep
+	// the worker up, as it does not in Celery.
+	ran := make(chan struct{})
+	defer close(ran)
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-ran:
+			return
+		}
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 		defer signal.Stop(sig)
 		select {
 		case <-sig:
-			fmt.Fprintln(o.Stderr, "cold shutdown: cancelling running tasks")
-			w.Terminate()
-		case <-time.After(time.Hour):
+		case <-ran:
+			return
 		}
+		fmt.Fprintln(o.Stderr, "cold shutdown: cancelling running tasks")
+		w.Terminate()
+		select {
+		case <-sig:
+		case <-time.After(coldExit):
+		case <-ran:
+			return
+		}
+		fmt.Fprintln(o.Stderr, "cold shutdown: tasks still running; exiting")
+		os.Exit(1)
 	}()
 	return w.Run(ctx)
 }
+
+// coldExit is how long a cold shutdown may take before the worker process
+// exits anyway: the engine waits 2 s for tasks to return once cancelled,
+// then gives up on them (not with the solo pool, whose loop runs them).
+const coldExit = 5 * time.Second
 
 // sendFlags are call's options.
 type sendFlags struct {

@@ -1,12 +1,18 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/celerity-go/celerity/engine"
+	"github.com/celerity-go/celerity/internal/interoptest"
 )
 
 func run(t *testing.T, o Options, args ...string) (code int, stdout, stderr string) {
@@ -97,5 +103,80 @@ func TestWorkerStopsOnContextAndPurgeCounts(t *testing.T) {
 	code, stdout, stderr := run(t, Options{}, "purge", "-Q", "celery,other")
 	if code != 0 || !strings.Contains(stdout, "purged 0 message(s)") {
 		t.Fatalf("purge: %d %q %q", code, stdout, stderr)
+	}
+}
+
+// stubbornArgsEnv makes the test binary run Main with these arguments and
+// stubbornSetup (see TestMain).
+const stubbornArgsEnv = "CELERITY_CLI_TEST_STUBBORN_ARGS"
+
+// stubbornSetup registers a task that ignores its context and never
+// returns, and sends it.
+func stubbornSetup(app *engine.App) error {
+	engine.RegisterRaw(app, "t.stubborn", func(context.Context, *engine.Task) error {
+		fmt.Fprintln(os.Stderr, "stubborn task started")
+		select {}
+	})
+	return app.SendRaw(context.Background(), "t.stubborn", nil, nil)
+}
+
+// Ctrl-C twice ends a worker whose task ignores its cancelled context, as
+// it ends a Celery worker: the goroutine pool gives up on the task after
+// the engine's cold grace, and with the solo pool, whose one goroutine the
+// task holds, the process exits after coldExit.
+func TestSecondInterruptEndsAWorkerStuckInATask(t *testing.T) {
+	for _, c := range []struct {
+		pool string
+		code int
+		says string
+	}{
+		{"goroutine", 0, "cold shutdown: cancelling running tasks"},
+		{"solo", 1, "cold shutdown: tasks still running; exiting"},
+	} {
+		t.Run(c.pool, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), stubbornArgsEnv+"="+strings.Join([]string{"worker", "--broker", "memory://", "--pool", c.pool}, "\x1f"))
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill() })
+			var out interoptest.SyncBuffer
+			started := make(chan struct{})
+			go func() {
+				sc := bufio.NewScanner(stderr)
+				for sc.Scan() {
+					fmt.Fprintln(&out, sc.Text())
+					if sc.Text() == "stubborn task started" {
+						close(started)
+					}
+				}
+			}()
+			select {
+			case <-started:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("the task did not start: %s", out.String())
+			}
+			cmd.Process.Signal(os.Interrupt) // warm
+			time.Sleep(200 * time.Millisecond)
+			cmd.Process.Signal(os.Interrupt) // cold
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			select {
+			case err := <-exited:
+				if code := cmd.ProcessState.ExitCode(); code != c.code {
+					t.Errorf("exit code %d (%v), want %d", code, err, c.code)
+				}
+			case <-time.After(coldExit + 20*time.Second):
+				t.Fatalf("the worker did not exit after a second interrupt: %s", out.String())
+			}
+			if !strings.Contains(out.String(), c.says) {
+				t.Errorf("stderr does not say %q:\n%s", c.says, out.String())
+			}
+		})
 	}
 }

@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 	if prefork.IsChild() {
 		os.Exit(Run(context.Background(), strings.Split(os.Getenv(childArgsEnv), "\x1f"), Options{}))
 	}
+	if args := os.Getenv(stubbornArgsEnv); args != "" {
+		os.Exit(Main(strings.Split(args, "\x1f"), Options{Setup: stubbornSetup}))
+	}
 	os.Exit(m.Run())
 }
 
