@@ -344,6 +344,32 @@ func TestChordRefusedWithoutChordBackend(t *testing.T) {
 	}
 }
 
+// leafRun is a run of leafApp's task n.leaf: its id (without
+// leafIDSuffix) and group id.
+type leafRun struct{ id, group string }
+
+// leafIDSuffix ends the task ids leafApp's signatures are given.
+func leafIDSuffix(t *testing.T) string { return "-" + t.Name() }
+
+// leafApp returns an app, run by a worker, whose task n.leaf reports each
+// run on runs and returns 1; leaf returns its signature with the task id
+// id + leafIDSuffix(t). Tasks registered right after it are served too.
+func leafApp(t *testing.T) (app *App, runs <-chan leafRun, leaf func(id string) *Signature) {
+	app = newApp(t, Config{})
+	ch := make(chan leafRun, 16)
+	RegisterRaw(app, "n.leaf", func(_ context.Context, task *Task) error {
+		ch <- leafRun{strings.Clone(strings.TrimSuffix(task.ID, leafIDSuffix(t))), strings.Clone(task.GroupID)}
+		task.Return([]byte("1"))
+		return nil
+	})
+	startWorker(t, app, WorkerConfig{Concurrency: 2})
+	return app, ch, func(id string) *Signature {
+		s := Sig("n.leaf")
+		s.Options.TaskID = id + leafIDSuffix(t)
+		return s
+	}
+}
+
 // A group nested in a group or in a chord header is unrolled into the
 // outer one, as Celery's group._prepared does: its members run under the
 // outer group's id, the GroupResult lists them flat, and the chord counts
@@ -352,22 +378,9 @@ func TestChordRefusedWithoutChordBackend(t *testing.T) {
 // three results.
 func TestNestedGroupsAreUnrolled(t *testing.T) {
 	t.Parallel()
-	app := newApp(t, Config{})
-	type leafRun struct{ id, group string }
-	leaves := make(chan leafRun, 16)
-	RegisterRaw(app, "n.leaf", func(_ context.Context, t *Task) error {
-		leaves <- leafRun{strings.Clone(t.ID), strings.Clone(t.GroupID)}
-		t.Return([]byte("1"))
-		return nil
-	})
+	app, leaves, leaf := leafApp(t)
 	Register1(app, "n.count", func(_ context.Context, xs []int) (int, error) { return len(xs), nil })
-	startWorker(t, app, WorkerConfig{Concurrency: 2})
 	ctx := testCtx(t, 10*time.Second)
-	leaf := func(id string) *Signature {
-		s := Sig("n.leaf")
-		s.Options.TaskID = id + "-" + t.Name()
-		return s
-	}
 	key := func(r leafRun) string { return r.id }
 
 	g, err := app.ApplyGroup(ctx, GroupSig(leaf("a"), GroupSig(leaf("b"), leaf("c"))), leaf("d"))
@@ -376,7 +389,7 @@ func TestNestedGroupsAreUnrolled(t *testing.T) {
 	}
 	var ids []string
 	for _, r := range g.Results {
-		ids = append(ids, strings.TrimSuffix(r.ID, "-"+t.Name()))
+		ids = append(ids, strings.TrimSuffix(r.ID, leafIDSuffix(t)))
 	}
 	if fmt.Sprint(ids) != "[a b c d]" {
 		t.Errorf("group(group(a, group(b, c)), d) results %v, want [a b c d]", ids)
@@ -398,7 +411,7 @@ func TestNestedGroupsAreUnrolled(t *testing.T) {
 		t.Errorf("chord(group(e, f), g) body got %d header results, want 3", got)
 	}
 	runs := receiveN(t, ctx, leaves, 3, key)
-	chordID := runs["e-"+t.Name()].group
+	chordID := runs["e"].group
 	for id, r := range runs {
 		if r.group == "" || r.group != chordID {
 			t.Errorf("%s ran in group %q, want the chord's %q like the others", id, r.group, chordID)
@@ -435,28 +448,14 @@ func TestNestedChainsAndChordsJoinByTheirLastTask(t *testing.T) {
 			t.Errorf("%s = %d, want %d", c.name, got, c.want)
 		}
 	}
-
 }
 
 // In a group, a chain's last step carries the group id; its first step
 // does not (Celery's prepare_steps freezes only the last one with it).
 func TestChainInGroupJoinsByItsLastStep(t *testing.T) {
 	t.Parallel()
-	app := newApp(t, Config{})
-	type leafRun struct{ id, group string }
-	leaves := make(chan leafRun, 8)
-	RegisterRaw(app, "n.leaf", func(_ context.Context, t *Task) error {
-		leaves <- leafRun{strings.Clone(t.ID), strings.Clone(t.GroupID)}
-		t.Return([]byte("1"))
-		return nil
-	})
-	startWorker(t, app, WorkerConfig{Concurrency: 2})
+	app, leaves, leaf := leafApp(t)
 	ctx := testCtx(t, 10*time.Second)
-	leaf := func(id string) *Signature {
-		s := Sig("n.leaf")
-		s.Options.TaskID = id + "-" + t.Name()
-		return s
-	}
 	g, err := app.ApplyGroup(ctx, ChainSig(leaf("first"), leaf("last")), leaf("other"))
 	if err != nil {
 		t.Fatal(err)
@@ -464,7 +463,7 @@ func TestChainInGroupJoinsByItsLastStep(t *testing.T) {
 	if got, err := g.Get(ctx); err != nil || fmt.Sprint(got) != "[1 1]" {
 		t.Fatalf("group(chain(first, last), other) = %v, %v; want [1 1]", got, err)
 	}
-	runs := receiveN(t, ctx, leaves, 3, func(r leafRun) string { return strings.TrimSuffix(r.id, "-"+t.Name()) })
+	runs := receiveN(t, ctx, leaves, 3, func(r leafRun) string { return r.id })
 	for id, want := range map[string]string{"first": "", "last": g.ID, "other": g.ID} {
 		if runs[id].group != want {
 			t.Errorf("%s ran in group %q, want %q", id, runs[id].group, want)

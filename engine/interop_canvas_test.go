@@ -121,18 +121,18 @@ func TestInteropPythonCanvasOnGoWorker(t *testing.T) {
 	// Celery applies apply_async(queue=...) to a chain's first task only:
 	// later steps go to the default queue, so the Go worker serves it too.
 	e.goWorker(t, "canvas-go", "celery")
-	sent := e.python(t, nil, "py_send.py", "chain", "group", "chord", "--queue", "canvas-go")
-	raw, _ := json.Marshal(sent)
-	var in bytes.Buffer
-	var list []json.RawMessage
-	json.Unmarshal(raw, &list)
-	for _, l := range list {
-		in.Write(l)
-		in.WriteByte('\n')
-	}
-	got := e.python(t, in.Bytes(), "py_collect.py", "-", "--timeout", "20")
-	if len(got) != 5 { // chain, 3 group members, chord
-		t.Fatalf("collected %d results: %v", len(got), got)
+	sent := interoptest.Script(t, e.dir, e.env, nil, 60*time.Second, "py_send.py", "chain", "group", "chord", "--queue", "canvas-go")
+	e.collectExpected(t, sent, 5) // chain, 3 group members, chord
+}
+
+// collectExpected reads with py_collect.py the results of what sent (JSON
+// lines with "id", "kind", "expect", as py_send.py prints them) names, n
+// in all, and checks that each is what was expected.
+func (e *interopEnv) collectExpected(t *testing.T, sent []byte, n int) {
+	t.Helper()
+	got := e.python(t, sent, "py_collect.py", "-", "--timeout", "20")
+	if len(got) != n {
+		t.Fatalf("collected %d results, want %d: %v", len(got), n, got)
 	}
 	for _, r := range got {
 		if r["ok"] != true {
@@ -202,15 +202,7 @@ func TestInteropPythonNestedCanvasOnGoWorker(t *testing.T) {
 	e := newInteropEnv(t)
 	e.goWorker(t, "nested-go", "celery")
 	sent := interoptest.Script(t, e.dir, e.env, nil, 60*time.Second, "-c", nestedCanvasScript, "nested-go")
-	got := e.python(t, sent, "py_collect.py", "-", "--timeout", "20")
-	if len(got) != 7 { // 3 group members, 4 results
-		t.Fatalf("collected %d results: %v", len(got), got)
-	}
-	for _, r := range got {
-		if r["ok"] != true {
-			t.Errorf("%v: status %v result %v (want %v)", r["kind"], r["status"], r["result"], r["expect"])
-		}
-	}
+	e.collectExpected(t, sent, 7) // 3 group members, 4 results
 }
 
 // TestInteropGoNestedCanvasOnPythonWorker: the same canvases built in Go

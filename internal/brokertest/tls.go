@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -112,4 +113,30 @@ func NewTLSProxy(t testing.TB, target string) *TLSProxy {
 		wg.Wait()
 	})
 	return &TLSProxy{Addr: ln.Addr().String(), Roots: roots, CAFile: caFile}
+}
+
+// TLSURL returns rawURL changed to reach its server through a new TLSProxy
+// (the server's port is defaultPort when rawURL names none), with scheme
+// (amqps, rediss) in place of its own.
+func TLSURL(t testing.TB, rawURL, scheme, defaultPort string) (*url.URL, *TLSProxy) {
+	t.Helper()
+	u, target := ServerAddr(t, rawURL, defaultPort)
+	p := NewTLSProxy(t, target)
+	u.Scheme, u.Host = scheme, p.Addr
+	return u, p
+}
+
+// ServerAddr parses rawURL and returns it with the host:port of its
+// server, defaultPort when it names none: what a proxy in front of the
+// server dials.
+func ServerAddr(t testing.TB, rawURL, defaultPort string) (*url.URL, string) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Port() == "" {
+		return u, net.JoinHostPort(u.Hostname(), defaultPort)
+	}
+	return u, u.Host
 }

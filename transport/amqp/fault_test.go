@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/celerity-go/celerity/codec"
 	"github.com/celerity-go/celerity/engine"
+	"github.com/celerity-go/celerity/internal/brokertest"
 )
 
 // proxy is a TCP proxy between clients and RabbitMQ that a test can cut:
@@ -35,14 +35,7 @@ type proxy struct {
 
 func newProxy(t *testing.T, rawURL string) (*proxy, string) {
 	t.Helper()
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := u.Host
-	if u.Port() == "" {
-		target = net.JoinHostPort(u.Hostname(), "5672")
-	}
+	u, target := brokertest.ServerAddr(t, rawURL, "5672")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

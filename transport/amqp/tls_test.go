@@ -4,8 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"net"
-	"net/url"
 	"testing"
 	"time"
 
@@ -18,16 +16,7 @@ import (
 // through a TLS-terminating proxy with a certificate of its own.
 func tlsURL(t *testing.T) (string, *brokertest.TLSProxy) {
 	t.Helper()
-	u, err := url.Parse(testURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := u.Host
-	if u.Port() == "" {
-		target = net.JoinHostPort(u.Hostname(), "5672")
-	}
-	p := brokertest.NewTLSProxy(t, target)
-	u.Scheme, u.Host = "amqps", p.Addr
+	u, p := brokertest.TLSURL(t, testURL(t), "amqps", "5672")
 	return u.String(), p
 }
 

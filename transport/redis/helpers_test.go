@@ -40,7 +40,13 @@ const interopDB = 13
 // t, deleted when t ends.
 func newBroker(t testing.TB, opts ...redis.Option) (*redis.Broker, string) {
 	t.Helper()
-	raw := testURL(t)
+	return newBrokerURL(t, testURL(t), opts...)
+}
+
+// newBrokerURL is newBroker reaching the test server at raw (through a
+// proxy, say).
+func newBrokerURL(t testing.TB, raw string, opts ...redis.Option) (*redis.Broker, string) {
+	t.Helper()
 	prefix := brokertest.Prefix(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -50,7 +56,7 @@ func newBroker(t testing.TB, opts ...redis.Option) (*redis.Broker, string) {
 	}
 	t.Cleanup(func() {
 		b.Close()
-		deletePrefix(t, raw, prefix)
+		deletePrefix(t, testURL(t), prefix)
 	})
 	return b, prefix
 }
@@ -58,7 +64,12 @@ func newBroker(t testing.TB, opts ...redis.Option) (*redis.Broker, string) {
 // newBackend returns a backend whose keys start with a prefix unique to t.
 func newBackend(t testing.TB, opts ...redis.Option) (*redis.Backend, string) {
 	t.Helper()
-	raw := testURL(t)
+	return newBackendURL(t, testURL(t), opts...)
+}
+
+// newBackendURL is newBackend reaching the test server at raw.
+func newBackendURL(t testing.TB, raw string, opts ...redis.Option) (*redis.Backend, string) {
+	t.Helper()
 	prefix := brokertest.Prefix(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -68,7 +79,7 @@ func newBackend(t testing.TB, opts ...redis.Option) (*redis.Backend, string) {
 	}
 	t.Cleanup(func() {
 		b.Close()
-		deletePrefix(t, raw, prefix)
+		deletePrefix(t, testURL(t), prefix)
 	})
 	return b, prefix
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"net"
 	"net/url"
 	"testing"
 	"time"
@@ -20,16 +19,7 @@ import (
 // own, with query (kombu's ssl_* parameters) added.
 func tlsURL(t *testing.T, query url.Values) string {
 	t.Helper()
-	u, err := url.Parse(testURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := u.Host
-	if u.Port() == "" {
-		target = net.JoinHostPort(u.Hostname(), "6379")
-	}
-	p := brokertest.NewTLSProxy(t, target)
-	u.Scheme, u.Host = "rediss", p.Addr
+	u, p := brokertest.TLSURL(t, testURL(t), "rediss", "6379")
 	if query.Has("ssl_ca_certs") {
 		query.Set("ssl_ca_certs", p.CAFile)
 	}
@@ -44,27 +34,11 @@ func TestConformanceOverTLS(t *testing.T) {
 	raw := tlsURL(t, url.Values{"ssl_cert_reqs": {"required"}, "ssl_ca_certs": {"(the proxy's)"}})
 	h := harness()
 	h.NewBroker = func(t *testing.T) transport.Broker {
-		prefix := brokertest.Prefix(t)
-		b, err := redis.NewBroker(t.Context(), raw, redis.WithGlobalKeyPrefix(prefix))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			b.Close()
-			deletePrefix(t, testURL(t), prefix)
-		})
+		b, _ := newBrokerURL(t, raw)
 		return b
 	}
 	h.NewBackend = func(t *testing.T) transport.Backend {
-		prefix := brokertest.Prefix(t)
-		b, err := redis.NewBackend(t.Context(), raw, redis.WithResultKeyPrefix(prefix))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			b.Close()
-			deletePrefix(t, testURL(t), prefix)
-		})
+		b, _ := newBackendURL(t, raw)
 		return b
 	}
 	t.Run("broker", func(t *testing.T) { transporttest.RunBroker(t, h) })
