@@ -12,6 +12,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/transport"
 )
 
 // Canvas: Celery's work-flow primitives, written on the wire exactly as
@@ -21,24 +22,6 @@ import (
 // ErrChordUnsupported: the result backend cannot count chord parts (rpc://
 // and no backend), as Celery refuses chords there.
 var ErrChordUnsupported = errors.New("engine: the result backend does not support chords")
-
-// chordBackend is what chords need from a result backend: Celery 5.2's
-// native chord counting (celery-wire.md §5.6). transport/redis and
-// transport/memory implement it.
-type chordBackend interface {
-	SetChordSize(ctx context.Context, groupID string, size int) error
-	ChordPartDone(ctx context.Context, groupID string, index int, part []byte) (done bool, parts [][]byte, err error)
-	ChordCleanup(ctx context.Context, groupID string) error
-}
-
-// groupBackend stores group records (GroupResult.save()).
-type groupBackend interface {
-	SaveGroup(ctx context.Context, groupID string, rec []byte) error
-	GetGroup(ctx context.Context, groupID string, dst []byte) ([]byte, bool, error)
-}
-
-// noGroupIndex is the chord index of a header task without group_index.
-const noGroupIndex = -1
 
 // Sig returns the signature of task name with partial positional args
 // (encoded as JSON now; Celery's task.s(*args)).
@@ -135,7 +118,7 @@ func (g *GroupResult) Get(ctx context.Context) ([]any, error) {
 // Save stores the group record (GroupResult.save()) so that RestoreGroup
 // (or Python's GroupResult.restore) can find the members by group id.
 func (g *GroupResult) Save(ctx context.Context) error {
-	gb, ok := g.app.backend.(groupBackend)
+	gb, ok := g.app.backend.(transport.GroupStore)
 	if !ok {
 		return fmt.Errorf("engine: save group %s: the result backend cannot store groups", g.ID)
 	}
@@ -158,7 +141,7 @@ func resultRef(id string, g *GroupResult) codec.ResultRef {
 
 // RestoreGroup loads a saved group record.
 func (a *App) RestoreGroup(ctx context.Context, groupID string) (*GroupResult, error) {
-	gb, ok := a.backend.(groupBackend)
+	gb, ok := a.backend.(transport.GroupStore)
 	if !ok {
 		return nil, fmt.Errorf("engine: restore group %s: the result backend cannot store groups", groupID)
 	}
@@ -730,7 +713,7 @@ func unrollGroups(members []codec.Signature) ([]codec.Signature, error) {
 // applyChord stores the chord size, then sends the header members with
 // the group id, their group_index and the body in embed.chord.
 func (a *App) applyChord(ctx context.Context, s *Signature, header []codec.Signature, body *codec.Signature, prepend []byte, ac applyCtx) (string, error) {
-	cb, ok := a.backend.(chordBackend)
+	cb, ok := a.backend.(transport.ChordBackend)
 	if !ok {
 		return "", ErrChordUnsupported
 	}
@@ -843,7 +826,7 @@ func chordPartEntry(id []byte, state codec.State, result []byte) []byte {
 
 // strIndex formats a group index for logs.
 func strIndex(i int) string {
-	if i == noGroupIndex {
+	if i == transport.NoGroupIndex {
 		return "none"
 	}
 	return strconv.Itoa(i)

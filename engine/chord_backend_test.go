@@ -6,15 +6,10 @@ import (
 	"testing"
 
 	"github.com/celerity-go/celerity/internal/brokertest"
+	"github.com/celerity-go/celerity/transport"
 	"github.com/celerity-go/celerity/transport/memory"
 	"github.com/celerity-go/celerity/transport/redis"
 )
-
-// chordCounter is the chord bookkeeping both backends provide.
-type chordCounter interface {
-	SetChordSize(ctx context.Context, groupID string, size int) error
-	ChordPartDone(ctx context.Context, groupID string, index int, part []byte) (bool, [][]byte, error)
-}
 
 // TestChordPartsCountPerTaskNotPerArrival guards the exactly-once chord
 // body: a header task reported twice (redelivered and run again) must not
@@ -28,7 +23,7 @@ func TestChordPartsCountPerTaskNotPerArrival(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rb.Close()
-	for name, b := range map[string]chordCounter{"memory": memory.NewBackend(), "redis": rb} {
+	for name, b := range map[string]transport.ChordBackend{"memory": memory.NewBackend(), "redis": rb} {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			gid := prefix + strings.ReplaceAll(t.Name(), "/", "-")

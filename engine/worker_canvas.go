@@ -10,6 +10,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/transport"
 )
 
 // embedSigs is a task's embed: what to apply after it (celery-wire §1.4).
@@ -136,14 +137,14 @@ func (w *Worker) storeRaw(id string, state codec.State, result []byte) {
 // last one, sends the body with the header's results (or fails the body
 // with ChordError when a header task failed), as Celery 5.2 does on Redis.
 func (w *Worker) chordPart(t *Task, state codec.State, result []byte, body *codec.Signature) {
-	cb, ok := w.app.backend.(chordBackend)
+	cb, ok := w.app.backend.(transport.ChordBackend)
 	if !ok {
 		w.app.errorf("worker: chord header task finished but the result backend cannot count chords",
 			"task", t.Name, "id", t.ID, "group", t.GroupID)
 		return
 	}
 	ctx := contextBackground
-	idx := noGroupIndex
+	idx := transport.NoGroupIndex
 	if t.GroupIndex >= 0 {
 		idx = t.GroupIndex
 	}

@@ -89,6 +89,33 @@ type Poller interface {
 	Wait(ctx context.Context) error
 }
 
+// ChordBackend is implemented by result backends that count chord parts
+// as Celery 5.2 does natively (celery-wire.md §5.6): the engine runs
+// chords only on them (not on AMQP's rpc:// backend, as Celery refuses
+// chords there). transporttest checks the counting.
+type ChordBackend interface {
+	// SetChordSize records how many header tasks groupID's chord has.
+	SetChordSize(ctx context.Context, groupID string, size int) error
+	// ChordPartDone records that the header task at index (its
+	// group_index, or NoGroupIndex) finished with part, its encoded
+	// [1, id, state, result] entry. done is true for the part that
+	// completes the chord, once, with every part ordered by index.
+	ChordPartDone(ctx context.Context, groupID string, index int, part []byte) (done bool, parts [][]byte, err error)
+	// ChordCleanup forgets groupID's counts once its body is sent.
+	ChordCleanup(ctx context.Context, groupID string) error
+}
+
+// NoGroupIndex is the index ChordPartDone takes for a header task without
+// a group_index header (Celery scores it +inf: it comes last).
+const NoGroupIndex = -1
+
+// GroupStore is implemented by result backends that save group records
+// (Celery's GroupResult.save and GroupResult.restore).
+type GroupStore interface {
+	SaveGroup(ctx context.Context, groupID string, rec []byte) error
+	GetGroup(ctx context.Context, groupID string, dst []byte) ([]byte, bool, error)
+}
+
 // Backend stores result records (the JSON documents of celery-wire.md §5,
 // encoded by the engine with codec.AppendResultJSON) under task ids.
 // Implementations must be safe for concurrent use.

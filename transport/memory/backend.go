@@ -25,7 +25,11 @@ func NewBackend() *Backend {
 	return &Backend{records: make(map[string][]byte)}
 }
 
-var _ transport.Backend = (*Backend)(nil)
+var (
+	_ transport.Backend      = (*Backend)(nil)
+	_ transport.ChordBackend = (*Backend)(nil)
+	_ transport.GroupStore   = (*Backend)(nil)
+)
 
 // StoreResults implements transport.Backend. It copies each record once
 // (records are immutable after that, so readers may keep views).
@@ -101,10 +105,6 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-// NoGroupIndex is the index ChordPartDone takes for a header task without
-// a group_index (sorted last, as Redis scores it +inf).
-const NoGroupIndex = -1
-
 // chord holds one chord's counters, as Celery 5.2 keeps them in Redis:
 // size (.s), extra parts (.t) and the parts so far (.j) by group index.
 type chord struct {
@@ -148,7 +148,7 @@ func (b *Backend) chordLocked(groupID string) *chord {
 
 // ChordPartDone records a finished header task (part is the encoded
 // [1, id, state, result] entry). When the parts reach size+extra, done is
-// true and parts holds them ordered by group index (NoGroupIndex last, in
+// true and parts holds them ordered by group index (transport.NoGroupIndex last, in
 // arrival order). Only one caller sees done for a chord.
 func (b *Backend) ChordPartDone(_ context.Context, groupID string, index int, part []byte) (bool, [][]byte, error) {
 	b.mu.Lock()
@@ -157,7 +157,7 @@ func (b *Backend) ChordPartDone(_ context.Context, groupID string, index int, pa
 	for _, p := range c.parts {
 		// A header task reported twice (redelivered and run again) counts
 		// once and never completes the chord a second time.
-		if (index != NoGroupIndex && p.index == index) || string(p.data) == string(part) {
+		if (index != transport.NoGroupIndex && p.index == index) || string(p.data) == string(part) {
 			return false, nil, nil
 		}
 	}
@@ -170,9 +170,9 @@ func (b *Backend) ChordPartDone(_ context.Context, groupID string, index int, pa
 		switch {
 		case x.index == y.index:
 			return 0
-		case x.index == NoGroupIndex:
+		case x.index == transport.NoGroupIndex:
 			return 1
-		case y.index == NoGroupIndex:
+		case y.index == transport.NoGroupIndex:
 			return -1
 		}
 		return x.index - y.index

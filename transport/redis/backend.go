@@ -36,7 +36,11 @@ type Backend struct {
 	hub     *hub
 }
 
-var _ transport.Backend = (*Backend)(nil)
+var (
+	_ transport.Backend      = (*Backend)(nil)
+	_ transport.ChordBackend = (*Backend)(nil)
+	_ transport.GroupStore   = (*Backend)(nil)
+)
 
 // NewBackend connects to the Redis server at url and returns a result
 // backend. Options that matter: WithResultExpires (default 1 day),
@@ -228,12 +232,8 @@ func (b *Backend) AddToChord(ctx context.Context, groupID string) error {
 	}, nil)
 }
 
-// NoGroupIndex is the index to pass to ChordPartDone for a header task
-// without a group_index header (Celery scores it +inf).
-const NoGroupIndex = -1
-
 // ChordPartDone records that the chord header task at index (its
-// group_index header, or NoGroupIndex) finished, as Celery 5.2's
+// group_index header, or transport.NoGroupIndex) finished, as Celery 5.2's
 // on_chord_part_return does with a sorted set: part is the encoded
 // [1, "<task id>", "<state>", <encoded result>] entry. When this part
 // completes the chord (the number of parts reaches .s + .t), done is true

@@ -189,7 +189,7 @@ func TestChordCounters(t *testing.T) {
 	if err != nil || done {
 		t.Fatalf("3 of 4: done=%v err=%v", done, err)
 	}
-	done, parts, err := b.ChordPartDone(ctx, gid, redis.NoGroupIndex, part(3, "FAILURE", `{"exc_type": "ValueError", "exc_message": ["x"], "exc_module": "builtins"}`))
+	done, parts, err := b.ChordPartDone(ctx, gid, transport.NoGroupIndex, part(3, "FAILURE", `{"exc_type": "ValueError", "exc_message": ["x"], "exc_module": "builtins"}`))
 	if err != nil || !done {
 		t.Fatalf("4 of 4: done=%v err=%v", done, err)
 	}

@@ -8,27 +8,8 @@ import (
 	"testing"
 
 	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/transport"
 )
-
-// chordCounter is what the engine needs from a backend to run chords
-// (engine's chordBackend): Celery 5.2's native chord counting
-// (celery-wire.md §5.6).
-type chordCounter interface {
-	SetChordSize(ctx context.Context, groupID string, size int) error
-	ChordPartDone(ctx context.Context, groupID string, index int, part []byte) (done bool, parts [][]byte, err error)
-	ChordCleanup(ctx context.Context, groupID string) error
-}
-
-// groupStore is what the engine needs to save and restore groups
-// (engine's groupBackend: GroupResult.save and restore).
-type groupStore interface {
-	SaveGroup(ctx context.Context, groupID string, rec []byte) error
-	GetGroup(ctx context.Context, groupID string, dst []byte) ([]byte, bool, error)
-}
-
-// noGroupIndex is the index of a chord header task without a group_index
-// header (the transports' NoGroupIndex).
-const noGroupIndex = -1
 
 // chordPart returns the [1, id, state, result] entry the engine records
 // for header task id.
@@ -36,13 +17,13 @@ func chordPart(id, result string) []byte {
 	return []byte(fmt.Sprintf(`[1, %q, "SUCCESS", %s]`, id, result))
 }
 
-// chordBackend returns h's new backend as a chordCounter, or skips t
+// chordBackend returns h's new backend as a transport.ChordBackend, or skips t
 // when it does not count chords (the engine refuses chords on it with
 // ErrChordUnsupported, as AMQP's rpc:// backend).
-func chordBackend(t *testing.T, h Harness) chordCounter {
+func chordBackend(t *testing.T, h Harness) transport.ChordBackend {
 	t.Helper()
 	b := h.NewBackend(t)
-	c, ok := b.(chordCounter)
+	c, ok := b.(transport.ChordBackend)
 	if !ok {
 		t.Skipf("%T does not count chords", b)
 	}
@@ -51,7 +32,7 @@ func chordBackend(t *testing.T, h Harness) chordCounter {
 
 // report records part at index and returns what ChordPartDone said,
 // failing t on an error.
-func report(t *testing.T, c chordCounter, groupID string, index int, part []byte) (bool, [][]byte) {
+func report(t *testing.T, c transport.ChordBackend, groupID string, index int, part []byte) (bool, [][]byte) {
 	t.Helper()
 	done, parts, err := c.ChordPartDone(context.Background(), groupID, index, part)
 	if err != nil {
@@ -60,7 +41,7 @@ func report(t *testing.T, c chordCounter, groupID string, index int, part []byte
 	return done, parts
 }
 
-func setSize(t *testing.T, c chordCounter, groupID string, size int) {
+func setSize(t *testing.T, c transport.ChordBackend, groupID string, size int) {
 	t.Helper()
 	if err := c.SetChordSize(context.Background(), groupID, size); err != nil {
 		t.Fatalf("SetChordSize(%s, %d): %v", groupID, size, err)
@@ -102,7 +83,7 @@ func runChords(t *testing.T, h Harness) {
 		c := chordBackend(t, h)
 		setSize(t, c, "ch-noindex", 3)
 		pn, p0, p1 := chordPart("tn", "0"), chordPart("t0", "1"), chordPart("t1", "2")
-		if done, _ := report(t, c, "ch-noindex", noGroupIndex, pn); done {
+		if done, _ := report(t, c, "ch-noindex", transport.NoGroupIndex, pn); done {
 			t.Fatal("done after 1 part of 3")
 		}
 		if done, _ := report(t, c, "ch-noindex", 1, p1); done {
@@ -233,7 +214,7 @@ func runChords(t *testing.T, h Harness) {
 		// appended to dst; a second save replaces it; a group record is
 		// not a task record.
 		b := h.NewBackend(t)
-		g, ok := b.(groupStore)
+		g, ok := b.(transport.GroupStore)
 		if !ok {
 			t.Skipf("%T does not save groups", b)
 		}
