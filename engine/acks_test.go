@@ -161,3 +161,42 @@ func TestRejectAfterEarlyAckDoesNotRequeue(t *testing.T) {
 		t.Fatalf("runs %d, queue %d: an early-acked task came back", n, broker.Len("celery"))
 	}
 }
+
+// The prefetch window holds concurrency x worker_prefetch_multiplier
+// messages that have not been acknowledged, as Celery's basic.qos does:
+// with acks_late the running tasks are among them; acknowledged early,
+// they leave the window once their acks are sent (while they run, see
+// TestLongTaskIsAckedEarlyWhileItRuns), and as many more are reserved.
+func TestPrefetchWindowCountsUnacknowledgedTasks(t *testing.T) {
+	for _, c := range []struct {
+		late bool
+		left int // of 10 sent, with 2 running and a window of 4
+	}{{late: true, left: 10 - 4}, {late: false, left: 10 - 2 - 4}} {
+		t.Run(fmt.Sprintf("acks_late=%v", c.late), func(t *testing.T) {
+			t.Parallel()
+			broker := memory.NewBroker()
+			app := newApp(t, Config{Broker: broker, Backend: memory.NewBackend()})
+			release := make(chan struct{})
+			var running atomic.Int32
+			RegisterRaw(app, "tasks.hold", func(context.Context, *Task) error {
+				running.Add(1)
+				<-release
+				return nil
+			}, TaskIgnoreResult(true), AcksLate(c.late))
+			ctx := testCtx(t, 10*time.Second)
+			for range 10 {
+				if err := app.SendRaw(ctx, "tasks.hold", nil, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			startWorker(t, app, WorkerConfig{Concurrency: 2, PrefetchMultiplier: 2})
+			t.Cleanup(func() { close(release) }) // before the worker's stop
+			eventually(t, "two tasks running", func() bool { return running.Load() == 2 })
+			eventually(t, fmt.Sprintf("%d messages left in the queue", c.left), func() bool { return broker.Len("celery") == c.left })
+			time.Sleep(4 * ackWatchEvery) // and no more are taken
+			if n := broker.Len("celery"); n != c.left || running.Load() != 2 {
+				t.Fatalf("%d left in the queue, %d running; want %d and 2", n, running.Load(), c.left)
+			}
+		})
+	}
+}
