@@ -12,7 +12,8 @@ import (
 )
 
 // TestWorkerAndCallOverRedis runs `celerity worker` and `celerity call
-// --wait` against the real Redis, isolated by a key prefix.
+// --wait` against the real Redis, isolated by a key prefix, stops the
+// worker by its context, and purges what calls sent after it.
 func TestWorkerAndCallOverRedis(t *testing.T) {
 	t.Parallel()
 	url := brokertest.RedisURL(t)
@@ -53,9 +54,19 @@ func TestWorkerAndCallOverRedis(t *testing.T) {
 	if !strings.Contains(werr.String(), "ready; tasks: celerity.echo") {
 		t.Fatalf("worker banner missing: %s", werr.String())
 	}
-	out.Reset()
-	code = Run(context.Background(), []string{"purge", "--broker", url, "-Q", "clitest"}, Options{Stdout: &out, Stderr: &errb})
-	if code != 0 || !strings.Contains(out.String(), "purged 0 message(s)") {
-		t.Fatalf("purge exit %d: %q %s", code, out.String(), errb.String())
+	// With the worker gone, three calls wait in the queue for purge.
+	for range 3 {
+		out.Reset()
+		if code := Run(context.Background(), []string{"call", "--broker", url, "--queue", "clitest", "celerity.noop"},
+			Options{Stdout: &out, Stderr: &errb}); code != 0 {
+			t.Fatalf("call exit %d: %s", code, errb.String())
+		}
+	}
+	for _, want := range []string{"purged 3 message(s)", "purged 0 message(s)"} {
+		out.Reset()
+		code = Run(context.Background(), []string{"purge", "--broker", url, "-Q", "clitest,other"}, Options{Stdout: &out, Stderr: &errb})
+		if code != 0 || !strings.Contains(out.String(), want) {
+			t.Fatalf("purge exit %d: %q %s; want %q", code, out.String(), errb.String(), want)
+		}
 	}
 }
