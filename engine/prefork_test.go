@@ -198,9 +198,9 @@ func TestPreforkRetry(t *testing.T) {
 }
 
 // A task sent from inside a handler running in a prefork child is that
-// task's child, as in the goroutine pool. The child process has its own
-// (memory) broker, so the handler reports what it sent from a publish
-// hook.
+// task's child, as in the goroutine pool, and is listed in its result's
+// children. The child process has its own (memory) broker, so the handler
+// reports what it sent from a publish hook.
 func TestPreforkTaskSentFromHandlerIsItsChild(t *testing.T) {
 	app := engine.MustNew(engine.Config{})
 	defer app.Close()
@@ -213,7 +213,7 @@ func TestPreforkTaskSentFromHandlerIsItsChild(t *testing.T) {
 	engine.Register0(app, "p.leaf", func(context.Context) (int, error) { return 0, nil })
 	spawn := engine.Register0(app, "p.spawn", func(ctx context.Context) ([]string, error) {
 		sent = nil
-		if err := app.SendRaw(ctx, "p.leaf", nil, nil); err != nil {
+		if err := app.SendRaw(ctx, "p.leaf", nil, nil, engine.TaskID("leaf-of-spawner")); err != nil {
 			return nil, err
 		}
 		return sent, nil
@@ -232,6 +232,14 @@ func TestPreforkTaskSentFromHandlerIsItsChild(t *testing.T) {
 	}
 	if want := []string{"spawner", "the-root"}; !slices.Equal(got, want) {
 		t.Fatalf("sent from the child with parent, root %q; want %q", got, want)
+	}
+	// The child reports what it sent; the parent lists it in the result.
+	meta, err := r.Meta(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `[[["leaf-of-spawner", null], null]]`; string(meta.Children) != want {
+		t.Fatalf("result children %s, want %s", meta.Children, want)
 	}
 }
 

@@ -29,11 +29,11 @@ import (
 // (childOutcome). The parent does everything else as for the goroutine
 // pool: routing, hooks, results, retries, canvas, acknowledgements.
 //
-// Acknowledgements are sent when the child's reply (or its death) comes
-// back, whatever acks_late says: the parent cannot see the moment a child
-// starts a task, and acking before that would lose tasks a stopping pool
-// hands back unstarted. A crash of the parent therefore redelivers tasks
-// that had started (at-least-once), as acks_late would.
+// A task acknowledged late is acknowledged when the child's reply (or its
+// death) comes back. One acknowledged early is acknowledged once the pool
+// reports that a child started it (prefork.Request.Started), at the ack
+// watcher's next look (see ackStarted), or with its reply if that comes
+// first: never while the pool may still hand it back unstarted.
 
 // childOutcome is what a child reports for one task.
 type childOutcome struct {
@@ -43,6 +43,10 @@ type childOutcome struct {
 	Retry  *childRetry     `json:"retry,omitempty"`
 	Reject *childReject    `json:"reject,omitempty"`
 	Ignore bool            `json:"ignore,omitempty"`
+	// Children lists what the handler sent, as its result's "children"
+	// JSON, which the parent stores. A string: Marshal would compact a
+	// RawMessage, and the record keeps Celery's separators.
+	Children string `json:"children,omitempty"`
 }
 
 type childExc struct {
@@ -64,9 +68,10 @@ type childReject struct {
 	Requeue bool   `json:"requeue"`
 }
 
-// encodeOutcome turns a handler's return into a childOutcome.
-func encodeOutcome(dst []byte, t *Task, err error) []byte {
-	var o childOutcome
+// encodeOutcome turns a handler's return, and the children it sent, into
+// a childOutcome.
+func encodeOutcome(dst []byte, t *Task, err error, children []byte) []byte {
+	o := childOutcome{Children: string(children)}
 	var retry *RetryError
 	var reject *RejectError
 	switch {
@@ -97,12 +102,14 @@ func excOf(err error) *childExc {
 }
 
 // decodeOutcome turns a child's reply back into the error value the
-// handler returned (nil for success, with the result set on t).
-func decodeOutcome(raw []byte, t *Task) error {
+// handler returned (nil for success, with the result set on t), and puts
+// the children the handler sent in st.
+func decodeOutcome(raw []byte, t *Task, st *slotState) error {
 	var o childOutcome
 	if err := json.Unmarshal(raw, &o); err != nil {
 		return &TaskError{Type: "WorkerLostError", Module: "billiard.exceptions", Args: []any{"undecodable reply from the child: " + err.Error()}}
 	}
+	st.children = append(emptiedChildren(st.children), o.Children...)
 	exc := func() error {
 		if o.Exc == nil {
 			return nil
@@ -144,15 +151,15 @@ func (w *Worker) serveChild() {
 	err := prefork.ServeChild(func(dst, payload []byte) []byte {
 		m.Reset()
 		if err := codec.DecodeRedisEnvelope(payload, m); err != nil {
-			return encodeOutcome(dst, t, &TaskError{Type: "DecodeError", Module: "kombu.exceptions", Args: []any{err.Error()}})
+			return encodeOutcome(dst, t, &TaskError{Type: "DecodeError", Module: "kombu.exceptions", Args: []any{err.Error()}}, nil)
 		}
 		def := w.app.lookup(m.Task)
 		if def == nil {
-			return encodeOutcome(dst, t, &TaskError{Type: "NotRegistered", Module: "celery.exceptions", Args: []any{string(m.Task)}})
+			return encodeOutcome(dst, t, &TaskError{Type: "NotRegistered", Module: "celery.exceptions", Args: []any{string(m.Task)}}, nil)
 		}
 		t.reset(w, def, m)
 		if err := w.decodeArgs(t); err != nil {
-			return encodeOutcome(dst, t, &TaskError{Type: "DecodeError", Module: "kombu.exceptions", Args: []any{err.Error()}})
+			return encodeOutcome(dst, t, &TaskError{Type: "DecodeError", Module: "kombu.exceptions", Args: []any{err.Error()}}, nil)
 		}
 		var ctx context.Context = base
 		if soft := w.timeLimits(def, m).Soft; soft > 0 {
@@ -161,19 +168,20 @@ func (w *Worker) serveChild() {
 			defer cancel()
 		}
 		st.mu.Lock()
-		// Children are listed by the parent process's store, which this
-		// child does not reach: they are dropped with each run.
+		// What the handler sends is listed here, reported in the reply
+		// and stored by the parent with the result.
 		st.running, st.root, st.children = m.ID, rootOf(t), emptiedChildren(st.children)
 		st.run++
 		st.mu.Unlock()
 		err := call(def.handler, ctx, t)
 		st.mu.Lock()
 		st.running, st.root = nil, ""
+		children := st.children
 		st.mu.Unlock()
 		if err != nil && errors.Is(context.Cause(ctx), timelimit.ErrSoftTimeLimitExceeded) {
 			err = &TaskError{Type: "SoftTimeLimitExceeded", Module: "billiard.exceptions", Args: []any{}}
 		}
-		return encodeOutcome(dst, t, err)
+		return encodeOutcome(dst, t, err, children)
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "celerity prefork child:", err)
@@ -306,7 +314,7 @@ func (pj *preforkJob) finish(res prefork.Result) {
 	x.mu.Unlock()
 	switch {
 	case res.Err == nil:
-		state := w.outcome(&pj.st, t, decodeOutcome(res.Payload, t))
+		state := w.outcome(&pj.st, t, decodeOutcome(res.Payload, t, &pj.st))
 		w.addSucceeded(&pj.st) // pj.st is the job's own: never flushed
 		if h := w.app.hooks.TaskPostrun; h != nil {
 			h(t, state)
