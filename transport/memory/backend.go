@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"sync"
@@ -148,8 +149,10 @@ func (b *Backend) chordLocked(groupID string) *chord {
 
 // ChordPartDone records a finished header task (part is the encoded
 // [1, id, state, result] entry). When the parts reach size+extra, done is
-// true and parts holds them ordered by group index (transport.NoGroupIndex last, in
-// arrival order). Only one caller sees done for a chord.
+// true and parts holds them ordered by group index, those without one
+// (transport.NoGroupIndex) last and among themselves by their bytes, as
+// Redis orders members of equal score. Only one caller sees done for a
+// chord.
 func (b *Backend) ChordPartDone(_ context.Context, groupID string, index int, part []byte) (bool, [][]byte, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -166,10 +169,10 @@ func (b *Backend) ChordPartDone(_ context.Context, groupID string, index int, pa
 		return false, nil, nil
 	}
 	sorted := slices.Clone(c.parts)
-	slices.SortStableFunc(sorted, func(x, y chordPart) int {
+	slices.SortFunc(sorted, func(x, y chordPart) int {
 		switch {
 		case x.index == y.index:
-			return 0
+			return bytes.Compare(x.data, y.data)
 		case x.index == transport.NoGroupIndex:
 			return 1
 		case y.index == transport.NoGroupIndex:

@@ -78,22 +78,26 @@ func runChords(t *testing.T, h Harness) {
 		wantParts(t, parts, p0, p1, p2)
 	})
 	t.Run("ChordPartWithoutIndexSortsLast", func(t *testing.T) {
-		// A header task without group_index (scored +inf by Celery) comes
-		// after those with one.
+		// Header tasks without group_index (scored +inf by Celery) come
+		// after those with one, among themselves in the order of their
+		// bytes, as members of equal score in a Redis sorted set.
 		c := chordBackend(t, h)
-		setSize(t, c, "ch-noindex", 3)
-		pn, p0, p1 := chordPart("tn", "0"), chordPart("t0", "1"), chordPart("t1", "2")
-		if done, _ := report(t, c, "ch-noindex", transport.NoGroupIndex, pn); done {
-			t.Fatal("done after 1 part of 3")
-		}
-		if done, _ := report(t, c, "ch-noindex", 1, p1); done {
-			t.Fatal("done after 2 parts of 3")
+		setSize(t, c, "ch-noindex", 4)
+		pn2, pn1 := chordPart("tn2", "0"), chordPart("tn1", "3")
+		p0, p1 := chordPart("t0", "1"), chordPart("t1", "2")
+		for i, p := range []struct {
+			index int
+			part  []byte
+		}{{transport.NoGroupIndex, pn2}, {1, p1}, {transport.NoGroupIndex, pn1}} {
+			if done, _ := report(t, c, "ch-noindex", p.index, p.part); done {
+				t.Fatalf("done after %d parts of 4", i+1)
+			}
 		}
 		done, parts := report(t, c, "ch-noindex", 0, p0)
 		if !done {
 			t.Fatal("the last part did not complete the chord")
 		}
-		wantParts(t, parts, p0, p1, pn)
+		wantParts(t, parts, p0, p1, pn1, pn2)
 	})
 	t.Run("ChordRepeatedPartCountsOnce", func(t *testing.T) {
 		// A redelivered header task run again reports its part again,
