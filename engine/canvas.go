@@ -437,7 +437,7 @@ func upgradeSteps(steps []codec.Signature) ([]codec.Signature, error) {
 // chain; every step gets its task id now, so the chain's result (the last
 // step) is known at once.
 func (a *App) applyChain(ctx context.Context, s *Signature, steps []codec.Signature, prepend []byte, ac applyCtx) (string, *GroupResult, error) {
-	steps, err := unrollChains(steps)
+	steps, err := unroll(steps, "chain")
 	if err != nil {
 		return "", nil, fmt.Errorf("engine: chain: %w", err)
 	}
@@ -505,32 +505,6 @@ func (a *App) frozenGroup(s *codec.Signature) (*GroupResult, error) {
 		g.Results = append(g.Results, a.Result(id))
 	}
 	return g, nil
-}
-
-// unrollChains returns steps with each chain among them replaced by its
-// own steps, at any depth, as Celery's prepare_steps splices a chain
-// nested in a chain (the nested chain's own options are dropped, as
-// there). steps is returned as is when it holds no chain.
-func unrollChains(steps []codec.Signature) ([]codec.Signature, error) {
-	if !slices.ContainsFunc(steps, func(s codec.Signature) bool { return s.SubtaskType == "chain" }) {
-		return steps, nil
-	}
-	out := make([]codec.Signature, 0, len(steps))
-	for i := range steps {
-		if steps[i].SubtaskType != "chain" {
-			out = append(out, steps[i])
-			continue
-		}
-		inner, err := steps[i].Tasks()
-		if err != nil {
-			return nil, fmt.Errorf("nested chain %d: %w", i, err)
-		}
-		if inner, err = unrollChains(inner); err != nil {
-			return nil, err
-		}
-		out = append(out, inner...)
-	}
-	return out, nil
 }
 
 // joinGroup hands the group or chord membership of ac (group id, index,
@@ -608,7 +582,7 @@ func assignIDs(s *codec.Signature) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if members, err = unrollGroups(members); err != nil {
+		if members, err = unroll(members, "group"); err != nil {
 			return "", err
 		}
 		ptrs := make([]*Signature, len(members))
@@ -661,7 +635,7 @@ func (a *App) applyGroup(ctx context.Context, s *Signature, members []codec.Sign
 	if gid == "" {
 		gid = codec.NewUUID()
 	}
-	members, err := unrollGroups(members)
+	members, err := unroll(members, "group")
 	if err != nil {
 		return nil, fmt.Errorf("engine: group %s: %w", gid, err)
 	}
@@ -683,26 +657,28 @@ func (a *App) applyGroup(ctx context.Context, s *Signature, members []codec.Sign
 	return g, nil
 }
 
-// unrollGroups returns members with each group among them replaced by its
-// own members, at any depth, as Celery's group._prepared unrolls them: a
-// group nested in a group or in a chord header runs as members of the
-// outer one, under its group id, counted in its chord's size. members is
-// returned as is when it holds no group.
-func unrollGroups(members []codec.Signature) ([]codec.Signature, error) {
-	if !slices.ContainsFunc(members, func(s codec.Signature) bool { return s.SubtaskType == "group" }) {
-		return members, nil
+// unroll returns sigs with each signature of kind ("group" or "chain")
+// among them replaced by its own members, at any depth, as Celery does:
+// group._prepared runs a group nested in a group or in a chord header as
+// members of the outer one (under its group id, counted in its chord's
+// size), and prepare_steps splices a chain nested in a chain (dropping
+// the nested one's own options). sigs is returned as is when it holds
+// none of kind.
+func unroll(sigs []codec.Signature, kind string) ([]codec.Signature, error) {
+	if !slices.ContainsFunc(sigs, func(s codec.Signature) bool { return s.SubtaskType == kind }) {
+		return sigs, nil
 	}
-	out := make([]codec.Signature, 0, len(members))
-	for i := range members {
-		if members[i].SubtaskType != "group" {
-			out = append(out, members[i])
+	out := make([]codec.Signature, 0, len(sigs))
+	for i := range sigs {
+		if sigs[i].SubtaskType != kind {
+			out = append(out, sigs[i])
 			continue
 		}
-		inner, err := members[i].Tasks()
+		inner, err := sigs[i].Tasks()
 		if err != nil {
-			return nil, fmt.Errorf("nested group %d: %w", i, err)
+			return nil, fmt.Errorf("nested %s %d: %w", kind, i, err)
 		}
-		if inner, err = unrollGroups(inner); err != nil {
+		if inner, err = unroll(inner, kind); err != nil {
 			return nil, err
 		}
 		out = append(out, inner...)
@@ -730,7 +706,7 @@ func (a *App) applyChord(ctx context.Context, s *Signature, header []codec.Signa
 		return "", fmt.Errorf("engine: chord body: %w", err)
 	}
 	gid := codec.NewUUID()
-	header, err = unrollGroups(header)
+	header, err = unroll(header, "group")
 	if err != nil {
 		return "", fmt.Errorf("engine: chord %s header: %w", gid, err)
 	}
