@@ -75,6 +75,8 @@ type Config struct {
 	// TaskDefaultRetryDelay is Task.default_retry_delay. Default 180s.
 	TaskDefaultRetryDelay time.Duration `celery:"task_default_retry_delay"`
 	// TaskMaxRetries is Task.max_retries. Default 3; -1 = retry forever.
+	// 0 is the default, as for every field here: a task that must never
+	// retry says MaxRetries(0) (or its RetryError does).
 	TaskMaxRetries int `celery:"task_max_retries"`
 
 	// ResultExpires is result_expires. Default 24h.
@@ -85,7 +87,8 @@ type Config struct {
 
 	// WorkerConcurrency is worker_concurrency. Default runtime.NumCPU().
 	WorkerConcurrency int `celery:"worker_concurrency"`
-	// WorkerPrefetchMultiplier is worker_prefetch_multiplier. Default 4.
+	// WorkerPrefetchMultiplier is worker_prefetch_multiplier. Default 4
+	// (0 is the default here; Celery's 0, no limit, has no equivalent).
 	WorkerPrefetchMultiplier int `celery:"worker_prefetch_multiplier"`
 	// WorkerMaxTasksPerChild is worker_max_tasks_per_child. Default 0 (never).
 	WorkerMaxTasksPerChild int `celery:"worker_max_tasks_per_child"`
