@@ -530,35 +530,47 @@ func joinGroup(s *codec.Signature, ac applyCtx) (applyCtx, error) {
 		if o.Chord == nil {
 			o.Chord = ac.chord
 		}
-	case "chain":
+	case "chain", "chord":
+		if err := withFinalPart(s, func(p *codec.Signature) error { _, err := joinGroup(p, ac); return err }); err != nil {
+			return ac, err
+		}
+	}
+	ac.groupID, ac.groupIndex, ac.chord = "", nil, nil
+	return ac, nil
+}
+
+// withFinalPart calls fn with the part of chain or chord s that gives s
+// its result, its last step or its body, and writes that part, as fn left
+// it, back into s.
+func withFinalPart(s *codec.Signature, fn func(*codec.Signature) error) error {
+	if s.SubtaskType == "chain" {
 		steps, err := s.Tasks()
 		if err != nil || len(steps) == 0 {
-			return ac, fmt.Errorf("chain %s: %v", s.Task, err)
+			return fmt.Errorf("chain %s: %v", s.Task, err)
 		}
-		if _, err := joinGroup(&steps[len(steps)-1], ac); err != nil {
-			return ac, err
+		if err := fn(&steps[len(steps)-1]); err != nil {
+			return err
 		}
 		ptrs := make([]*Signature, len(steps))
 		for i := range steps {
 			ptrs[i] = &steps[i]
 		}
 		s.Kwargs = ChainSig(ptrs...).Kwargs
-	case "chord":
-		header, body, err := s.ChordParts()
-		if err != nil {
-			return ac, err
-		}
-		if _, err := joinGroup(&body, ac); err != nil {
-			return ac, err
-		}
-		ptrs := make([]*Signature, len(header))
-		for i := range header {
-			ptrs[i] = &header[i]
-		}
-		s.Kwargs = ChordSig(ptrs, &body).Kwargs
+		return nil
 	}
-	ac.groupID, ac.groupIndex, ac.chord = "", nil, nil
-	return ac, nil
+	header, body, err := s.ChordParts()
+	if err != nil {
+		return err
+	}
+	if err := fn(&body); err != nil {
+		return err
+	}
+	ptrs := make([]*Signature, len(header))
+	for i := range header {
+		ptrs[i] = &header[i]
+	}
+	s.Kwargs = ChordSig(ptrs, &body).Kwargs
+	return nil
 }
 
 // assignIDs gives every task of s that will produce s's final result its
@@ -594,36 +606,10 @@ func assignIDs(s *codec.Signature) (string, error) {
 		}
 		s.Kwargs = GroupSig(ptrs...).Kwargs
 		return s.Options.TaskID, nil
-	case "chain":
-		steps, err := s.Tasks()
-		if err != nil || len(steps) == 0 {
-			return "", fmt.Errorf("chain %s: %v", s.Task, err)
-		}
-		final, err := assignIDs(&steps[len(steps)-1])
-		if err != nil {
-			return "", err
-		}
-		ptrs := make([]*Signature, len(steps))
-		for i := range steps {
-			ptrs[i] = &steps[i]
-		}
-		s.Kwargs = ChainSig(ptrs...).Kwargs
-		return final, nil
-	case "chord":
-		header, body, err := s.ChordParts()
-		if err != nil {
-			return "", err
-		}
-		final, err := assignIDs(&body)
-		if err != nil {
-			return "", err
-		}
-		ptrs := make([]*Signature, len(header))
-		for i := range header {
-			ptrs[i] = &header[i]
-		}
-		s.Kwargs = ChordSig(ptrs, &body).Kwargs
-		return final, nil
+	case "chain", "chord":
+		var final string
+		err := withFinalPart(s, func(p *codec.Signature) (err error) { final, err = assignIDs(p); return err })
+		return final, err
 	default:
 		return "", fmt.Errorf("signature of %s: unknown subtask_type %q", s.Task, s.SubtaskType)
 	}

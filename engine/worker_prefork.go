@@ -198,7 +198,7 @@ type preforkJob struct {
 	buf     []byte
 	done    func(prefork.Result) // bound once to finish
 	started func()               // bound once to onStarted
-	early   earlyAck             // under x.earlyMu
+	early   earlyAck             // under x.mu
 }
 
 // earlyAck is where a prefork task's early acknowledgement stands.
@@ -218,13 +218,12 @@ type preforkExecutor struct {
 	jobs sync.Pool
 
 	mu       sync.Mutex
-	inflight map[*preforkJob]struct{}
+	inflight map[*preforkJob]struct{} // and their early fields
 
-	// Early acknowledgements of tasks a child started (see ackStarted).
-	sendMu  sync.Mutex // held while ackStarted sends them
-	earlyMu sync.Mutex
-	early   []*preforkJob    // started; may hold settled or reused jobs
-	acks    []*codec.Message // ackStarted's batch, under sendMu
+	// ackStarted sends the early acknowledgements of the inflight jobs a
+	// child started, holding sendMu while it does.
+	sendMu sync.Mutex
+	acks   []*codec.Message // ackStarted's batch, under sendMu
 }
 
 // newPreforkExecutor starts the children.
@@ -272,9 +271,6 @@ func (x *preforkExecutor) Submit(jobs ...job) error {
 		if !pj.st.lateAck {
 			started = pj.started
 		}
-		x.earlyMu.Lock()
-		pj.early = earlyNone
-		x.earlyMu.Unlock()
 		t := &pj.st.task
 		t.reset(w, def, m)
 		if err := w.decodeArgs(t); err != nil {
@@ -292,6 +288,7 @@ func (x *preforkExecutor) Submit(jobs ...job) error {
 		pj.buf = codec.AppendRedisEnvelope(pj.buf[:0], m)
 		x.mu.Lock()
 		x.inflight[pj] = struct{}{}
+		pj.early = earlyNone
 		x.mu.Unlock()
 		req := prefork.Request{Payload: pj.buf, HardLimit: w.timeLimits(def, m).Hard, Started: started}
 		if err := x.pool.Submit(req, pj.done); err != nil {
@@ -344,12 +341,11 @@ func (pj *preforkJob) finish(res prefork.Result) {
 // runs with the prefork pool's lock held (prefork.Request.Started).
 func (pj *preforkJob) onStarted() {
 	x := pj.x
-	x.earlyMu.Lock()
+	x.mu.Lock()
 	if pj.early == earlyNone {
 		pj.early = earlyQueued
-		x.early = append(x.early, pj)
 	}
-	x.earlyMu.Unlock()
+	x.mu.Unlock()
 }
 
 // ackStarted sends the early acknowledgements of the tasks children
@@ -362,16 +358,14 @@ func (x *preforkExecutor) ackStarted() {
 	x.sendMu.Lock()
 	defer x.sendMu.Unlock()
 	acks := x.acks[:0]
-	x.earlyMu.Lock()
-	for _, pj := range x.early {
+	x.mu.Lock()
+	for pj := range x.inflight {
 		if pj.early == earlyQueued {
 			pj.early = earlySent
 			acks = append(acks, pj.j.m)
 		}
 	}
-	clear(x.early)
-	x.early = x.early[:0]
-	x.earlyMu.Unlock()
+	x.mu.Unlock()
 	if len(acks) > 0 {
 		if err := x.w.consumer.Ack(acks...); err != nil {
 			x.w.app.warnf("worker: ack", "n", len(acks), "err", err)
@@ -385,10 +379,10 @@ func (x *preforkExecutor) ackStarted() {
 // its early acknowledgement; it waits until that send has returned, so
 // that pj's message can be released.
 func (x *preforkExecutor) settled(pj *preforkJob) (ackSent bool) {
-	x.earlyMu.Lock()
+	x.mu.Lock()
 	early := pj.early
 	pj.early = earlySettled
-	x.earlyMu.Unlock()
+	x.mu.Unlock()
 	if early == earlySent {
 		x.sendMu.Lock()
 		x.sendMu.Unlock()
