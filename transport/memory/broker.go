@@ -476,7 +476,16 @@ func (c *Consumer) takeLocked(dst []*codec.Message) int {
 		q.mu.Lock()
 	}
 	n := 0
-	for lvl := levels - 1; lvl >= 0 && n < len(dst); lvl-- {
+	if len(c.queues) == 1 {
+		// One queue: each level's messages in one move.
+		q := c.queues[0]
+		for lvl := levels - 1; lvl >= 0 && n < len(dst) && q.n > 0; lvl-- {
+			k := q.levels[lvl].popFrontInto(dst[n:])
+			q.n -= k
+			n += k
+		}
+	}
+	for lvl := levels - 1; lvl >= 0 && n < len(dst) && len(c.queues) > 1; lvl-- {
 		for progress := true; progress && n < len(dst); {
 			progress = false
 			for k := 0; k < len(c.queues) && n < len(dst); k++ {

@@ -2,7 +2,9 @@ package memory
 
 import "github.com/celerity-go/celerity/codec"
 
-// ring is a growable FIFO of messages. It is not safe for concurrent use.
+// ring is a growable FIFO of messages. Its length is a power of two, so
+// that positions wrap with a mask, not a division. It is not safe for
+// concurrent use.
 type ring struct {
 	buf  []*codec.Message
 	head int
@@ -11,11 +13,14 @@ type ring struct {
 
 func (r *ring) len() int { return r.n }
 
+// at returns the index of the i-th message from the front.
+func (r *ring) at(i int) int { return (r.head + i) & (len(r.buf) - 1) }
+
 func (r *ring) grow() {
 	size := max(16, 2*len(r.buf))
 	buf := make([]*codec.Message, size)
 	for i := range r.n {
-		buf[i] = r.buf[(r.head+i)%len(r.buf)]
+		buf[i] = r.buf[r.at(i)]
 	}
 	r.buf, r.head = buf, 0
 }
@@ -24,7 +29,7 @@ func (r *ring) pushBack(m *codec.Message) {
 	if r.n == len(r.buf) {
 		r.grow()
 	}
-	r.buf[(r.head+r.n)%len(r.buf)] = m
+	r.buf[r.at(r.n)] = m
 	r.n++
 }
 
@@ -32,7 +37,7 @@ func (r *ring) pushFront(m *codec.Message) {
 	if r.n == len(r.buf) {
 		r.grow()
 	}
-	r.head = (r.head - 1 + len(r.buf)) % len(r.buf)
+	r.head = r.at(len(r.buf) - 1)
 	r.buf[r.head] = m
 	r.n++
 }
@@ -40,7 +45,23 @@ func (r *ring) pushFront(m *codec.Message) {
 func (r *ring) popFront() *codec.Message {
 	m := r.buf[r.head]
 	r.buf[r.head] = nil
-	r.head = (r.head + 1) % len(r.buf)
+	r.head = r.at(1)
 	r.n--
 	return m
+}
+
+// popFrontInto moves up to len(dst) messages from the front into dst, in
+// order, and returns how many it moved.
+func (r *ring) popFrontInto(dst []*codec.Message) int {
+	k := min(len(dst), r.n)
+	for done := 0; done < k; {
+		// The messages up to the end of buf, then those from its start.
+		part := r.buf[r.head:min(len(r.buf), r.head+k-done)]
+		copy(dst[done:], part)
+		clear(part)
+		done += len(part)
+		r.head = r.at(len(part))
+	}
+	r.n -= k
+	return k
 }
