@@ -10,6 +10,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/internal/unsafeconv"
 	"github.com/celerity-go/celerity/transport"
 )
 
@@ -23,9 +24,10 @@ type embedSigs struct {
 
 // hasCanvas reports whether embed carries any signature: the cheap test
 // that keeps plain tasks off the canvas path (the default embed is
-// compared, not scanned).
+// compared, not scanned; the worker's own copy of it, which a call without
+// arguments gets, without reading it).
 func hasCanvas(embed []byte) bool {
-	if string(embed) == codec.DefaultEmbed {
+	if unsafeconv.Equal(embed, unsafeconv.String(defaultEmbed)) {
 		return false
 	}
 	return bytes.Contains(embed, []byte(`"task"`))
