@@ -54,6 +54,9 @@ type sendOpts struct {
 	links, linkErrors        []*Signature
 }
 
+// noSendOpts is the options of a call that passes none. Nothing writes it.
+var noSendOpts sendOpts
+
 func (o *sendOpts) apply(opts []Option, now func() time.Time) {
 	for i := range opts {
 		op := &opts[i]
@@ -233,9 +236,11 @@ func (a *App) newMessage(ctx context.Context, name string, args, kwargs, embed [
 // earlier value. Sent from inside a handler, m inherits its task's ids and
 // fillMessage returns the run to list m in.
 func (a *App) fillMessage(m *codec.Message, ctx context.Context, name string, args, kwargs, embed []byte, opts []Option) (sentFrom, error) {
-	var o sendOpts
+	o := &noSendOpts // read only: a call without options zeroes nothing
 	if len(opts) > 0 {
-		o.apply(opts, time.Now)
+		var parsed sendOpts
+		parsed.apply(opts, time.Now)
+		o = &parsed
 	}
 	// Every view set below is a constant, a name, or storage of m (Own,
 	// NewID): the worker that releases m need not clear it.
@@ -322,7 +327,7 @@ func (a *App) fillMessage(m *codec.Message, ctx context.Context, name string, ar
 	codec.SetValue(&m.Tag, 0)
 	codec.SetValue(&m.Redelivered, false)
 
-	return from, a.encodeBody(m, name, args, kwargs, embed, &o)
+	return from, a.encodeBody(m, name, args, kwargs, embed, o)
 }
 
 // ownOrNil returns a copy of s in m's storage, or nil for "".
