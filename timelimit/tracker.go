@@ -171,11 +171,17 @@ func New(resolution time.Duration) *Tracker {
 // and tracks nothing. The caller must call Done on the returned Handle when
 // the run ends, whether or not a limit fired.
 func (t *Tracker) Track(l Limits, target Target) Handle {
-	if l.Soft >= l.Hard && l.Hard > 0 {
-		l.Soft = 0 // the hard limit comes first; the soft one could never fire
-	}
+	// Small enough to inline: a run without limits, the common case,
+	// costs its caller no call here or in Done.
 	if l.Soft <= 0 && l.Hard <= 0 {
 		return Handle{}
+	}
+	return t.track(l, target)
+}
+
+func (t *Tracker) track(l Limits, target Target) Handle {
+	if l.Soft >= l.Hard && l.Hard > 0 {
+		l.Soft = 0 // the hard limit comes first; the soft one could never fire
 	}
 	now := t.now()
 	soft, hard := t.deadline(now, l.Soft), t.deadline(now, l.Hard)
@@ -220,10 +226,14 @@ func (t *Tracker) deadline(now int64, d time.Duration) int64 {
 // time.Timer.Stop): false if the hard limit (or a lone soft limit) already
 // fired, if Done was already called, or for the zero Handle.
 func (h Handle) Done() bool {
-	t := h.t
-	if t == nil {
+	if h.t == nil {
 		return false
 	}
+	return h.done()
+}
+
+func (h Handle) done() bool {
+	t := h.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := &t.entries[h.id]
