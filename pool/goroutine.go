@@ -20,7 +20,8 @@ type Config struct {
 	// MaxTasksPerChild ends an executor after this many jobs and starts a
 	// fresh goroutine in its place; 0 = never.
 	MaxTasksPerChild int
-	// QueueSize is the initial run queue capacity (default 4 x Concurrency).
+	// QueueSize is the initial run queue capacity (default 4 x Concurrency,
+	// rounded up to a power of two).
 	// The queue grows when needed: the caller bounds what it submits (the
 	// worker's prefetch window), the pool does not apply back-pressure.
 	QueueSize int
@@ -98,7 +99,7 @@ func NewGoroutine[J any](cfg Config, run func(*Slot, J), idle, init func(*Slot))
 	}
 	p := &Goroutine[J]{
 		run: run, idle: idle, init: init, max: cfg.MaxTasksPerChild, log: cfg.Logger,
-		ants: ap, ring: make([]J, cfg.QueueSize), want: cfg.Concurrency,
+		ants: ap, ring: make([]J, ringSize(cfg.QueueSize)), want: cfg.Concurrency,
 	}
 	p.cond.L = &p.mu
 	p.mu.Lock()
@@ -137,7 +138,7 @@ func (p *Goroutine[J]) Submit(jobs ...J) error {
 		p.growLocked(p.n + len(jobs))
 	}
 	for _, j := range jobs {
-		p.ring[(p.head+p.n)%len(p.ring)] = j
+		p.ring[p.at(p.n)] = j
 		p.n++
 	}
 	wake := p.wakeLocked()
@@ -166,11 +167,25 @@ func (p *Goroutine[J]) wakeLocked() bool {
 	return true
 }
 
+// ringSize returns the power of two at least n (and at least 1) that the
+// run queue's length is, so that positions wrap with a mask, not a
+// division.
+func ringSize(n int) int {
+	size := 1
+	for size < n {
+		size *= 2
+	}
+	return size
+}
+
+// at returns the index of the i-th queued job. p.mu is held.
+func (p *Goroutine[J]) at(i int) int { return (p.head + i) & (len(p.ring) - 1) }
+
 // growLocked makes room for at least need jobs. p.mu is held.
 func (p *Goroutine[J]) growLocked(need int) {
-	ring := make([]J, max(need, 2*len(p.ring)))
+	ring := make([]J, ringSize(max(need, 2*len(p.ring))))
 	for i := range p.n {
-		ring[i] = p.ring[(p.head+i)%len(p.ring)]
+		ring[i] = p.ring[p.at(i)]
 	}
 	p.ring, p.head = ring, 0
 }
@@ -188,7 +203,7 @@ func (p *Goroutine[J]) Each(fn func(J)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i := range p.n {
-		fn(p.ring[(p.head+i)%len(p.ring)])
+		fn(p.ring[p.at(i)])
 	}
 }
 
@@ -253,7 +268,7 @@ func (p *Goroutine[J]) Stop() []J {
 	for p.n > 0 {
 		left = append(left, p.ring[p.head])
 		p.ring[p.head] = zero
-		p.head = (p.head + 1) % len(p.ring)
+		p.head = p.at(1)
 		p.n--
 	}
 	p.cond.Broadcast()
@@ -308,7 +323,7 @@ func (p *Goroutine[J]) loop(s *Slot) {
 		}
 		j := p.ring[p.head]
 		p.ring[p.head] = zero
-		p.head = (p.head + 1) % len(p.ring)
+		p.head = p.at(1)
 		p.n--
 		wake := p.wakeLocked()
 		p.mu.Unlock()

@@ -314,3 +314,40 @@ func TestSoloRunsInlineAndCallsIdle(t *testing.T) {
 		t.Fatalf("got %v idles %d", got, idles)
 	}
 }
+
+// TestGoroutineRunQueueKeepsOrderAcrossWrapAndGrowth: one executor runs
+// jobs in the order they were submitted while the run queue (3 asked for,
+// not a power of two) wraps around and grows under it.
+func TestGoroutineRunQueueKeepsOrderAcrossWrapAndGrowth(t *testing.T) {
+	t.Parallel()
+	const total = 2000
+	var mu sync.Mutex
+	var got []int
+	var wg sync.WaitGroup
+	wg.Add(total)
+	p, err := NewGoroutine(Config{Concurrency: 1, QueueSize: 3}, func(_ *Slot, j int) {
+		mu.Lock()
+		got = append(got, j)
+		mu.Unlock()
+		wg.Done()
+	}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	for next, size := 0, 1; next < total; size = size%7 + 1 {
+		batch := make([]int, 0, size)
+		for ; len(batch) < size && next < total; next++ {
+			batch = append(batch, next)
+		}
+		if err := p.Submit(batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	for i, j := range got {
+		if i != j {
+			t.Fatalf("job %d ran in place %d: %v...", j, i, got[max(0, i-3):i+1])
+		}
+	}
+}
