@@ -467,7 +467,7 @@ func (b *batch) now() time.Time {
 
 // lookup returns the registered task named name, or nil.
 func (b *batch) lookup(a *App, name []byte) *taskDef {
-	if b.def == nil || !unsafeconv.Equal(name, b.def.name) {
+	if b.def == nil || b.def.name != string(name) {
 		b.def = a.lookup(name)
 	}
 	return b.def

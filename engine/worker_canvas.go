@@ -24,10 +24,11 @@ type embedSigs struct {
 
 // hasCanvas reports whether embed carries any signature: the cheap test
 // that keeps plain tasks off the canvas path (the default embed is
-// compared, not scanned; the worker's own copy of it, which a call without
-// arguments gets, without reading it).
+// compared, not scanned). It compares with defaultEmbed, not with the
+// constant codec.DefaultEmbed: a call without arguments gets defaultEmbed
+// itself, and the comparison of a string with itself ends at the pointer.
 func hasCanvas(embed []byte) bool {
-	if unsafeconv.Equal(embed, unsafeconv.String(defaultEmbed)) {
+	if string(embed) == unsafeconv.String(defaultEmbed) {
 		return false
 	}
 	return bytes.Contains(embed, []byte(`"task"`))

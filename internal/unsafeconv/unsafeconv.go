@@ -19,10 +19,3 @@ func Bytes(s string) []byte {
 	}
 	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
-
-// Equal reports whether b holds the bytes of s. When b is a view of s's
-// own memory (a constant both sides share, as a task name or content type
-// passed in-process is) it answers without comparing the bytes.
-func Equal(b []byte, s string) bool {
-	return len(b) == len(s) && (len(s) == 0 || unsafe.SliceData(b) == unsafe.StringData(s) || string(b) == s)
-}

@@ -13,25 +13,3 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal("empty values must map to nil/\"\"")
 	}
 }
-
-func TestEqual(t *testing.T) {
-	t.Parallel()
-	s := "bench.noop"
-	for _, c := range []struct {
-		b    []byte
-		want bool
-	}{
-		{Bytes(s), true},             // the same memory
-		{[]byte("bench.noop"), true}, // other memory, same bytes
-		{Bytes(s)[:5], false},        // the same memory, shorter
-		{[]byte("bench.noOp"), false},
-		{nil, false},
-	} {
-		if got := Equal(c.b, s); got != c.want {
-			t.Errorf("Equal(%q, %q) = %v", c.b, s, got)
-		}
-	}
-	if !Equal(nil, "") || !Equal([]byte{}, "") {
-		t.Error("empty values must be equal")
-	}
-}
