@@ -302,6 +302,9 @@ func (a *App) applyTask(ctx context.Context, s *Signature, prepend []byte, ac ap
 	if index != nil {
 		opts = append(opts, GroupIndex(*index))
 	}
+	if o.ReplyTo != "" {
+		opts = append(opts, ReplyTo(o.ReplyTo))
+	}
 	if o.Queue != "" {
 		opts = append(opts, Queue(o.Queue))
 	}
@@ -456,8 +459,15 @@ func (a *App) applyChain(ctx context.Context, s *Signature, steps []codec.Signat
 	if len(steps) == 0 {
 		return "", nil, errors.New("engine: empty chain")
 	}
+	// Celery's freeze names this client's reply queue in every step, so
+	// that the worker sending a step keeps the client's reply_to and an
+	// rpc:// client receives the chain's result.
+	oid := a.oid()
 	var final string
 	for i := range steps {
+		if oid != "" && steps[i].SubtaskType == "" && steps[i].Options.ReplyTo == "" {
+			steps[i].Options.ReplyTo = oid
+		}
 		id, err := assignIDs(&steps[i])
 		if err != nil {
 			return "", nil, fmt.Errorf("engine: chain: %w", err)
@@ -488,6 +498,15 @@ func (a *App) applyChain(ctx context.Context, s *Signature, steps []codec.Signat
 		return final, g, err
 	}
 	return final, nil, nil
+}
+
+// oid returns the client id the broker puts in reply_to (Celery's
+// app.thread_oid), or "" when the broker has none.
+func (a *App) oid() string {
+	if b, ok := a.broker.(interface{ OID() string }); ok {
+		return b.OID()
+	}
+	return ""
 }
 
 // frozenGroup returns the GroupResult of group s, whose ids assignIDs gave.

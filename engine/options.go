@@ -42,6 +42,7 @@ const (
 	optRootID
 	optGroup
 	optGroupIndex
+	optReplyTo
 )
 
 // Countdown runs the task no earlier than d from now (eta = now + d).
@@ -112,3 +113,10 @@ func Group(id string) Option { return Option{kind: optGroup, s: id} }
 
 // GroupIndex sets the task's position in its group.
 func GroupIndex(i int) Option { return Option{kind: optGroupIndex, i: i} }
+
+// ReplyTo sets the message's reply_to: the queue of the client that waits
+// for the task's results on an rpc:// backend. Celery sets it to the
+// sending client's oid, which is also the default here (the broker's);
+// the worker applying the next step of a chain passes the reply_to the
+// client froze into the step's options.
+func ReplyTo(queue string) Option { return Option{kind: optReplyTo, s: queue} }

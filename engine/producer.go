@@ -45,6 +45,7 @@ type sendOpts struct {
 	headers                  map[string]any
 	serializer, compression  string
 	taskID, shadow           string
+	replyTo                  string
 	parentID, rootID, group  string
 	groupIndex               int
 	hasGroupIndex            bool
@@ -108,6 +109,8 @@ func (o *sendOpts) apply(opts []Option, now func() time.Time) {
 			o.group = op.s
 		case optGroupIndex:
 			o.groupIndex, o.hasGroupIndex = op.i, true
+		case optReplyTo:
+			o.replyTo = op.s
 		}
 	}
 }
@@ -321,8 +324,9 @@ func (a *App) fillMessage(m *codec.Message, ctx context.Context, name string, ar
 	codec.SetView(&m.RoutingKey, unsafeconv.Bytes(rk))
 	codec.SetValue(&m.Priority, uint8(prio))
 	codec.SetValue(&m.DeliveryMode, 2)
+	// Empty reply_to: the transport puts its client's oid.
+	codec.SetView(&m.ReplyTo, ownOrNil(m, o.replyTo))
 	// Set by transports: none yet.
-	codec.SetView(&m.ReplyTo, nil)
 	codec.SetView(&m.DeliveryTag, nil)
 	codec.SetValue(&m.Tag, 0)
 	codec.SetValue(&m.Redelivered, false)
