@@ -17,6 +17,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"github.com/celerity-go/celerity/engine"
+	"github.com/celerity-go/celerity/engine/control"
 	"github.com/celerity-go/celerity/pool/prefork"
 )
 
@@ -47,6 +48,10 @@ func commands() []command {
 		{"bench", "benchmark enqueue, drain, throughput and latency (see package bench)", runBench},
 	}
 }
+
+// exitUnavailable is the exit code (sysexits' EX_UNAVAILABLE) of inspect,
+// control and status when no worker replied, as Celery's.
+const exitUnavailable = 69
 
 // errUsage marks a usage error already reported by the flag set.
 var errUsage = errors.New("usage")
@@ -85,6 +90,10 @@ func Run(ctx context.Context, args []string, o Options) int {
 			return 0
 		case errors.Is(err, errUsage):
 			return 2
+		case errors.Is(err, control.ErrNoReply):
+			// As Celery's inspect, control and status: EX_UNAVAILABLE.
+			fmt.Fprintf(o.Stderr, "celerity %s: %v\n", c.name, err)
+			return exitUnavailable
 		default:
 			fmt.Fprintf(o.Stderr, "celerity %s: %v\n", c.name, err)
 			return 1
@@ -341,10 +350,12 @@ func runCall(ctx context.Context, args []string, o Options) error {
 	fs.DurationVar(&sf.expires, "expires", 0, "revoke if not started within this")
 	fs.IntVar(&sf.priority, "priority", -1, "priority 0-9")
 	wait := fs.Duration("wait", 0, "wait this long for the result and print it")
-	if err := parse(fs, args); err != nil {
+	// Flags may follow the task name, as with `celery call TASK --args ...`.
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		fs.Usage()
 		return errUsage
 	}
@@ -366,7 +377,7 @@ func runCall(ctx context.Context, args []string, o Options) error {
 		return err
 	}
 	defer app.Close()
-	res, err := app.SendTask(ctx, fs.Arg(0), a, kw, opts...)
+	res, err := app.SendTask(ctx, pos[0], a, kw, opts...)
 	if err != nil {
 		return err
 	}
@@ -421,10 +432,11 @@ func runResult(ctx context.Context, args []string, o Options) error {
 	var af appFlags
 	af.register(fs)
 	timeout := fs.Duration("timeout", 0, "wait up to this long for a ready state (0: print the current state)")
-	if err := parse(fs, args); err != nil {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		fs.Usage()
 		return errUsage
 	}
@@ -433,7 +445,7 @@ func runResult(ctx context.Context, args []string, o Options) error {
 		return err
 	}
 	defer app.Close()
-	return printResult(ctx, app, fs.Arg(0), *timeout, o)
+	return printResult(ctx, app, pos[0], *timeout, o)
 }
 
 // printResult prints {"id", "state", "result", "traceback"} as one JSON line.

@@ -70,3 +70,38 @@ func TestWorkerAndCallOverRedis(t *testing.T) {
 		}
 	}
 }
+
+// TestCelerySyntaxAndExitCodesOverRedis: as with Celery's CLI, flags may
+// follow the task name of `call` and the id of `result`, and inspect,
+// control and status exit with 69 (EX_UNAVAILABLE) when no worker replies.
+func TestCelerySyntaxAndExitCodesOverRedis(t *testing.T) {
+	t.Parallel()
+	url := brokertest.RedisURL(t)
+	prefix := brokertest.Prefix(t)
+	brokertest.CleanupRedisPrefix(t, url, prefix)
+	url += "?global_keyprefix=" + prefix
+
+	code, out, errs := run(t, Options{}, "call", "celerity.noop", "--broker", url, "--backend", url,
+		"--queue", "syntaxq", "--args", "[1]")
+	if code != 0 {
+		t.Fatalf("call TASK --flags: exit %d: %s", code, errs)
+	}
+	id := strings.TrimSpace(out)
+	code, out, errs = run(t, Options{}, "result", id, "--backend", url, "--broker", url)
+	if code != 0 || !strings.Contains(out, `"state":"PENDING"`) {
+		t.Fatalf("result ID --flags: exit %d: %s%s", code, out, errs)
+	}
+	code, out, errs = run(t, Options{}, "purge", "--broker", url, "-Q", "syntaxq")
+	if code != 0 || !strings.Contains(out, "purged 1 message(s)") {
+		t.Fatalf("purge: exit %d: %s%s", code, out, errs)
+	}
+	for _, args := range [][]string{
+		{"inspect", "ping"}, {"status"}, {"control", "rate_limit", "celerity.noop", "1/s"},
+	} {
+		args = append(args, "--broker", url, "-d", "nobody@nowhere", "-t", "0.3")
+		code, _, errs := run(t, Options{}, args...)
+		if code != 69 || !strings.Contains(errs, "no nodes replied") {
+			t.Errorf("%v: exit %d (want 69): %s", args, code, errs)
+		}
+	}
+}
