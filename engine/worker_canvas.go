@@ -117,7 +117,7 @@ func (w *Worker) afterFailure(t *Task, exc []byte) {
 	}
 	for i := range e.Chain {
 		if id := e.Chain[i].Options.TaskID; id != "" {
-			w.storeRaw(id, codec.StateFailure, exc)
+			w.storeRaw(id, e.Chain[i].Options.ReplyTo, codec.StateFailure, exc)
 		}
 	}
 	if e.Chord != nil && t.GroupID != "" {
@@ -125,13 +125,19 @@ func (w *Worker) afterFailure(t *Task, exc []byte) {
 	}
 }
 
-// storeRaw stores a ready record for id with result as its result.
-func (w *Worker) storeRaw(id string, state codec.State, result []byte) {
+// storeRaw stores a ready record for id, a task this worker did not
+// receive, with result as its result; replyTo is the task's reply_to.
+func (w *Worker) storeRaw(id, replyTo string, state codec.State, result []byte) {
+	b := w.app.backend
+	if b == nil {
+		return
+	}
 	r := codec.Result{State: state, Result: result, TaskID: []byte(id)}
 	if state.Ready() {
 		r.DateDone = time.Now()
 	}
-	if err := w.storeResult(contextBackground, &r, nil); err != nil {
+	rec := transport.ResultRecord{TaskID: r.TaskID, Data: codec.AppendResultJSON(nil, &r), ReplyTo: []byte(replyTo)}
+	if err := b.StoreResults(contextBackground, rec); err != nil {
 		w.app.errorf("worker: store result", "id", id, "err", err)
 	}
 }
@@ -194,7 +200,7 @@ func (w *Worker) chordFailed(body *codec.Signature, reason string) {
 	exc := codec.AppendExceptionJSON(nil, "ChordError", "celery.exceptions", reason)
 	id := body.Options.TaskID
 	if id != "" {
-		w.storeRaw(id, codec.StateFailure, exc)
+		w.storeRaw(id, body.Options.ReplyTo, codec.StateFailure, exc)
 	}
 	idJSON, _ := json.Marshal(id)
 	for i := range body.Options.LinkError {

@@ -135,10 +135,16 @@ type Backend interface {
 }
 
 // ResultRecord is one encoded result record to store. The backend copies
-// what it keeps: both slices belong to the caller once StoreResults returns.
+// what it keeps: the slices belong to the caller once StoreResults returns.
 type ResultRecord struct {
 	TaskID []byte
 	Data   []byte
+	// ReplyTo is the reply queue of the client waiting for the task, for a
+	// record of a task the storing worker did not receive (the remaining
+	// steps of a failed chain, a failed chord's body), which the rpc://
+	// backend cannot route by a delivered message. Empty otherwise. Other
+	// backends ignore it.
+	ReplyTo []byte
 }
 
 // Subscription receives the records stored for one task id.

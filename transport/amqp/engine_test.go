@@ -173,9 +173,10 @@ func TestEngineRPCAcrossClients(t *testing.T) {
 // reply queue in each step's options (reply_to), and the worker sends the
 // step with it, so the chain's result reaches the client over rpc://.
 // Without it the last step's result went to the worker's own queue and
-// the client waited forever (a Python worker behaves the same).
-// (Not yet covered: a celerity worker still keeps the FAILURE records of
-// the steps after a failed one locally instead of routing them.)
+// the client waited forever (a Python worker behaves the same). When a
+// step fails, the worker stores FAILURE for the steps after it, tasks it
+// never received: those records go to the reply_to in the steps' options
+// too (Celery's mark_as_failure), where they were kept in the worker.
 func TestEngineRPCChainAcrossClients(t *testing.T) {
 	t.Parallel()
 	queue := testQueue(t, "rpcchain")
@@ -190,6 +191,14 @@ func TestEngineRPCChainAcrossClients(t *testing.T) {
 	}
 	if v, err := res.Get(ctx); err != nil || fmt.Sprint(v) != "13" {
 		t.Fatalf("chain = %v, %v", v, err)
+	}
+	failed, err := client.ApplyChain(ctx, engine.Sig("interop.fail", "first"), engine.Sig("interop.add", 1), engine.Sig("interop.add", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var te *engine.TaskError
+	if _, err := failed.Get(ctx); !errors.As(err, &te) || te.Type != "ValueError" || fmt.Sprint(te.Args) != "[first]" {
+		t.Fatalf("failed chain = %v, want the first step's ValueError", err)
 	}
 }
 

@@ -224,13 +224,17 @@ func stateOf(rec []byte) codec.State {
 }
 
 // StoreResults implements transport.Backend: each record goes to the
-// reply queue of the client that sent the task, or is kept here (see
-// RPCBackend).
+// reply queue of the client that sent the task, as the message this
+// worker delivered named it or else the record's ReplyTo, or is kept here
+// (see RPCBackend).
 func (r *RPCBackend) StoreResults(ctx context.Context, recs ...transport.ResultRecord) error {
 	var remote []rawPub
 	for _, rec := range recs {
 		st := stateOf(rec.Data)
 		rt, ok := r.routes.lookup(rec.TaskID, st.Ready())
+		if !ok && len(rec.ReplyTo) > 0 { // a task this worker did not receive
+			rt, ok = route{replyTo: string(rec.ReplyTo), correlationID: string(rec.TaskID)}, true
+		}
 		if !ok || rt.replyTo == r.oid {
 			r.keep(string(rec.TaskID), append([]byte(nil), rec.Data...), st)
 			continue
