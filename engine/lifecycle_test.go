@@ -523,12 +523,86 @@ func TestHardTimeLimitAbandonsStuckTaskAndWorkerGoesOn(t *testing.T) {
 	if !errors.As(err, &te) || te.Type != "TimeLimitExceeded" || te.Module != "billiard.exceptions" {
 		t.Fatalf("err = %v, want TimeLimitExceeded", err)
 	}
+	// billiard raises TimeLimitExceeded(<limit in seconds>): exc_message
+	// [0.05], a number, not the string "0.05".
+	if len(te.Args) != 1 || fmt.Sprint(te.Args[0]) != "0.05" {
+		t.Fatalf("TimeLimitExceeded args %#v, want [0.05]", te.Args)
+	}
+	if _, isString := te.Args[0].(string); isString {
+		t.Fatalf("TimeLimitExceeded args %#v: the limit is a string, Celery stores a number", te.Args)
+	}
 	// The only executor is stuck, yet the worker serves the next task.
 	r2, _ := ping.Delay(ctx)
 	if v, err := r2.Get(ctx); v != "pong" || err != nil {
 		t.Fatalf("after abandon: %v %v", v, err)
 	}
 	_ = timelimit.ErrTimeLimitExceeded
+}
+
+// TestTerminateRecordsRevokedWhateverTheHandlerReturns: a handler that
+// returns ctx.Err() (context.Canceled, the usual Go idiom) rather than
+// context.Cause(ctx) was still terminated by revoke(terminate=True):
+// Celery records REVOKED ["terminated"], not a FAILURE.
+func TestTerminateRecordsRevokedWhateverTheHandlerReturns(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	started := make(chan struct{})
+	slow := Register0(app, "t.slow", func(ctx context.Context) (string, error) {
+		close(started)
+		<-ctx.Done()
+		return "", ctx.Err()
+	})
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	running, _ := slow.Delay(ctx)
+	<-started
+	running.Revoke(true)
+	_, err := running.Get(ctx)
+	var te *TaskError
+	if !errors.Is(err, ErrRevoked) || !errors.As(err, &te) || fmt.Sprint(te.Args) != "[terminated]" {
+		t.Fatalf("terminated task: %v, want REVOKED [terminated] as Celery records it", err)
+	}
+}
+
+// TestRevokeReservedTaskDoesNotRunIt: a task already fetched and waiting
+// for a busy executor (inspect reserved) is revoked; Celery's worker
+// does not run it (prefork skips revoked jobs not yet given to a child,
+// solo checks as it starts) and records it REVOKED.
+func TestRevokeReservedTaskDoesNotRunIt(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	started, unblock := make(chan struct{}), make(chan struct{})
+	block := Register0(app, "t.block", func(ctx context.Context) (int, error) {
+		close(started)
+		<-unblock
+		return 1, nil
+	})
+	var ran atomic.Int32
+	other := Register0(app, "t.other", func(context.Context) (int, error) { ran.Add(1); return 1, nil })
+	w, _ := startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	first, _ := block.Delay(ctx)
+	<-started
+	queued, _ := other.Delay(ctx)
+	eventually(t, "the second task is reserved", func() bool {
+		for _, ti := range w.Reserved() {
+			if ti.ID == queued.ID {
+				return true
+			}
+		}
+		return false
+	})
+	queued.Revoke(false)
+	close(unblock)
+	if _, err := first.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := queued.Get(ctx); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("revoked reserved task: %v, want ErrRevoked", err)
+	}
+	if ran.Load() != 0 {
+		t.Fatal("revoked reserved task ran")
+	}
 }
 
 func TestRateLimitDelaysWithoutBlockingOtherTasks(t *testing.T) {

@@ -81,8 +81,7 @@ func (st *slotState) TimeLimitExceeded(l timelimit.Limit) {
 	w.stats.Failed.Add(1)
 	w.app.errorf("worker: task exceeded its hard time limit; abandoning its goroutine (Go cannot kill it)",
 		"task", string(m.Task), "id", string(m.ID), "limit", st.limits.Hard)
-	w.storeException(m, codec.StateFailure, "TimeLimitExceeded", "billiard.exceptions",
-		strconv.FormatFloat(st.limits.Hard.Seconds(), 'g', -1, 64))
+	w.storeTimeLimitExceeded(m, st.limits.Hard)
 	if st.lateAck {
 		if err := w.consumer.Ack(m); err != nil {
 			w.app.warnf("worker: ack", "err", err)
@@ -225,6 +224,13 @@ func (w *Worker) runJob(s *pool.Slot, j job) {
 	st := s.State.(*slotState)
 	st.lookedAt = 0
 	m, def := j.m, j.def
+	if w.app.revoked.has(m.ID) {
+		// Revoked while it waited for an executor: Celery does not run it
+		// either (its prefork pool skips a revoked job it has not yet
+		// written to a child; solo checks as the task starts).
+		w.discard(m, "revoked")
+		return
+	}
 	acksLate := w.app.cfg.TaskAcksLate
 	if def.opts.acksLate != nil {
 		acksLate = *def.opts.acksLate
@@ -288,6 +294,11 @@ func (w *Worker) runJob(s *pool.Slot, j job) {
 	}
 	if fired == timelimit.Soft && err != nil && errors.Is(context.Cause(ctx), timelimit.ErrSoftTimeLimitExceeded) {
 		err = &TaskError{Type: "SoftTimeLimitExceeded", Module: "billiard.exceptions", Args: []any{}}
+	}
+	if err != nil && !errors.Is(err, ErrTerminated) && errors.Is(context.Cause(ctx), ErrTerminated) {
+		// revoke(terminate=True) and the handler returned ctx.Err()
+		// (context.Canceled), not the cause: it was still terminated.
+		err = ErrTerminated
 	}
 
 	state := w.outcome(st, t, err)
@@ -580,6 +591,21 @@ func (w *Worker) storeException(m *codec.Message, state codec.State, typ, module
 		return
 	}
 	r := codec.Result{State: state, Result: codec.AppendExceptionJSON(nil, typ, module, msg),
+		TaskID: m.ID, GroupID: m.Group, ParentID: m.ParentID, DateDone: time.Now()}
+	if err := w.storeResult(contextBackground, &r, nil); err != nil {
+		w.app.errorf("worker: store result", "id", string(m.ID), "err", err)
+	}
+}
+
+// storeTimeLimitExceeded records m as FAILURE TimeLimitExceeded(hard), the
+// limit in seconds as a number, as billiard raises it: exc_message [1.5].
+func (w *Worker) storeTimeLimitExceeded(m *codec.Message, hard time.Duration) {
+	if w.app.backend == nil || m.IgnoreResult {
+		return
+	}
+	msg := strconv.AppendFloat([]byte{'['}, hard.Seconds(), 'g', -1, 64)
+	r := codec.Result{State: codec.StateFailure,
+		Result: codec.AppendExceptionJSONRaw(nil, "TimeLimitExceeded", "billiard.exceptions", append(msg, ']')),
 		TaskID: m.ID, GroupID: m.Group, ParentID: m.ParentID, DateDone: time.Now()}
 	if err := w.storeResult(contextBackground, &r, nil); err != nil {
 		w.app.errorf("worker: store result", "id", string(m.ID), "err", err)

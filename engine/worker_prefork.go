@@ -322,8 +322,7 @@ func (pj *preforkJob) finish(res prefork.Result) {
 	case errors.Is(res.Err, prefork.ErrTimeLimitExceeded):
 		w.stats.Failed.Add(1)
 		w.app.errorf("worker: task exceeded its hard time limit; its child was killed", "task", t.Name, "id", t.ID)
-		w.storeException(pj.j.m, codec.StateFailure, "TimeLimitExceeded", "billiard.exceptions",
-			fmt.Sprint(w.timeLimits(pj.j.def, pj.j.m).Hard.Seconds()))
+		w.storeTimeLimitExceeded(pj.j.m, w.timeLimits(pj.j.def, pj.j.m).Hard)
 		x.settle(pj, true)
 	default: // the child died
 		if w.app.cfg.TaskRejectOnWorkerLost && w.acksLate(pj.j.def) {
