@@ -590,7 +590,13 @@ func (w *Worker) storeException(m *codec.Message, state codec.State, typ, module
 	if w.app.backend == nil || m.IgnoreResult {
 		return
 	}
-	r := codec.Result{State: state, Result: codec.AppendExceptionJSON(nil, typ, module, msg),
+	w.storeExceptionJSON(m, state, codec.AppendExceptionJSON(nil, typ, module, msg))
+}
+
+// storeExceptionJSON records m as state with exc, an encoded exception,
+// as its result.
+func (w *Worker) storeExceptionJSON(m *codec.Message, state codec.State, exc []byte) {
+	r := codec.Result{State: state, Result: exc,
 		TaskID: m.ID, GroupID: m.Group, ParentID: m.ParentID, DateDone: time.Now()}
 	if err := w.storeResult(contextBackground, &r, nil); err != nil {
 		w.app.errorf("worker: store result", "id", string(m.ID), "err", err)
@@ -603,13 +609,9 @@ func (w *Worker) storeTimeLimitExceeded(m *codec.Message, hard time.Duration) {
 	if w.app.backend == nil || m.IgnoreResult {
 		return
 	}
-	msg := strconv.AppendFloat([]byte{'['}, hard.Seconds(), 'g', -1, 64)
-	r := codec.Result{State: codec.StateFailure,
-		Result: codec.AppendExceptionJSONRaw(nil, "TimeLimitExceeded", "billiard.exceptions", append(msg, ']')),
-		TaskID: m.ID, GroupID: m.Group, ParentID: m.ParentID, DateDone: time.Now()}
-	if err := w.storeResult(contextBackground, &r, nil); err != nil {
-		w.app.errorf("worker: store result", "id", string(m.ID), "err", err)
-	}
+	args := strconv.AppendFloat([]byte{'['}, hard.Seconds(), 'g', -1, 64)
+	w.storeExceptionJSON(m, codec.StateFailure,
+		codec.AppendExceptionJSONRaw(nil, "TimeLimitExceeded", "billiard.exceptions", append(args, ']')))
 }
 
 // storeWith stores r using the slot's buffer.
