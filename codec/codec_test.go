@@ -153,6 +153,17 @@ func TestResultRoundTrip(t *testing.T) {
 	if string(min) != `{"status": "SUCCESS", "result": null, "traceback": null, "children": [], "date_done": null, "task_id": "x"}` {
 		t.Errorf("minimal: %s", min)
 	}
+	// Celery's record of a message for no registered task: every extended
+	// field null, retries too (Retries -1).
+	unknown := `{"status": "FAILURE", "result": null, "traceback": null, "children": [], "date_done": null, ` +
+		`"name": null, "args": null, "kwargs": null, "worker": null, "retries": null, "queue": null, "task_id": "u"}`
+	var u Result
+	if err := DecodeResultJSON([]byte(unknown), &u); err != nil || u.Retries != -1 || !u.Extended {
+		t.Fatalf("decoded %+v, %v: want Extended and Retries -1", u, err)
+	}
+	if out := AppendResultJSON(nil, &u); string(out) != unknown {
+		t.Errorf("null extended fields:\n got %s\nwant %s", out, unknown)
+	}
 }
 
 func TestDecodeException(t *testing.T) {

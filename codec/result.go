@@ -93,8 +93,10 @@ type Result struct {
 	Args     []byte // raw JSON array; empty means null
 	Kwargs   []byte // raw JSON object; empty means null
 	Worker   []byte // hostname of the worker
-	Retries  int
-	Queue    []byte // routing key the message arrived with
+	// Retries is the task's retries; -1 stands for null, which Celery
+	// stores for a message of a task the worker does not know.
+	Retries int
+	Queue   []byte // routing key the message arrived with
 
 	scratch []byte
 }
@@ -150,7 +152,11 @@ func AppendResultJSON(dst []byte, r *Result) []byte {
 		dst = append(dst, `, "worker": `...)
 		dst = appendStringOrNull(dst, r.Worker)
 		dst = append(dst, `, "retries": `...)
-		dst = strconv.AppendInt(dst, int64(r.Retries), 10)
+		if r.Retries < 0 {
+			dst = append(dst, "null"...)
+		} else {
+			dst = strconv.AppendInt(dst, int64(r.Retries), 10)
+		}
 		dst = append(dst, `, "queue": `...)
 		dst = appendStringOrNull(dst, r.Queue)
 	}
@@ -232,8 +238,12 @@ func DecodeResultJSON(src []byte, r *Result) error {
 			r.Worker, err = r.strField(&s, "worker")
 		case "retries":
 			r.Extended = true
-			n, _, err = smallIntField(&s, part, "retries", 0, 1<<31-1)
+			var null bool
+			n, null, err = smallIntField(&s, part, "retries", 0, 1<<31-1)
 			r.Retries = int(n)
+			if null {
+				r.Retries = -1
+			}
 		case "queue":
 			r.Extended = true
 			r.Queue, err = r.strField(&s, "queue")

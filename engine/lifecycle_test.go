@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -1028,5 +1029,54 @@ func TestColdShutdownReturnsWhenATaskIgnoresItsContext(t *testing.T) {
 				t.Fatalf("%d messages back in the queue, want the stubborn task's", n)
 			}
 		})
+	}
+}
+
+// TestExtendedRecordsOfTasksThatDidNotRun: with result_extended, the
+// records of an expired task and of an undecodable one describe their
+// request (name, args, kwargs, worker, retries, queue) as Celery 5.2.6
+// stores them; an unregistered task's have every one of those fields
+// null, as Celery's (checked against a real worker).
+func TestExtendedRecordsOfTasksThatDidNotRun(t *testing.T) {
+	t.Parallel()
+	backend := memory.NewBackend()
+	app := newApp(t, Config{Backend: backend, ResultExtended: true, Hostname: "ext@host"})
+	Register2(app, "t.add", func(_ context.Context, a, b int) (int, error) { return a + b, nil })
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+
+	record := func(id string) string {
+		t.Helper()
+		res := app.Result(id)
+		if _, err := res.Wait(ctx); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		raw, ok, err := backend.GetResult(ctx, id, nil)
+		if err != nil || !ok {
+			t.Fatalf("%s: no record (%v)", id, err)
+		}
+		var r codec.Result
+		if err := codec.DecodeResultJSON(raw, &r); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%s %s args=%s kwargs=%s worker=%s retries=%d queue=%s",
+			r.State, r.Name, r.Args, r.Kwargs, r.Worker, r.Retries, r.Queue)
+	}
+
+	if _, err := app.SendTask(ctx, "t.add", []any{1, 2}, map[string]any{}, TaskID("expired-1"), ExpiresAt(time.Now().Add(-time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := record("expired-1"), "REVOKED t.add args=[1,2] kwargs={} worker=ext@host retries=0 queue=celery"; got != want {
+		t.Errorf("expired:\n got %s\nwant %s", got, want)
+	}
+	if _, err := app.SendTask(ctx, "t.nosuch", []any{1}, map[string]any{"k": 2}, TaskID("unknown-1")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := record("unknown-1"), "FAILURE  args= kwargs= worker= retries=-1 queue="; got != want {
+		t.Errorf("unregistered:\n got %s\nwant %s", got, want)
+	}
+	raw, _, _ := backend.GetResult(ctx, "unknown-1", nil)
+	if !bytes.Contains(raw, []byte(`"name": null, "args": null, "kwargs": null, "worker": null, "retries": null, "queue": null`)) {
+		t.Errorf("unregistered record: %s", raw)
 	}
 }

@@ -598,8 +598,30 @@ func (w *Worker) storeException(m *codec.Message, state codec.State, typ, module
 func (w *Worker) storeExceptionJSON(m *codec.Message, state codec.State, exc []byte) {
 	r := codec.Result{State: state, Result: exc,
 		TaskID: m.ID, GroupID: m.Group, ParentID: m.ParentID, DateDone: time.Now()}
+	if w.app.cfg.ResultExtended {
+		w.describe(&r, m)
+	}
 	if err := w.storeResult(contextBackground, &r, nil); err != nil {
 		w.app.errorf("worker: store result", "id", string(m.ID), "err", err)
+	}
+}
+
+// describe fills r's result_extended fields from m, a message that did
+// not run to its end (expired, revoked, undecodable, over its time
+// limit), as Celery describes its request; args and kwargs stay null when
+// the body does not decode. For a task this worker does not know they are
+// all null, as Celery has no request then.
+func (w *Worker) describe(r *codec.Result, m *codec.Message) {
+	r.Extended = true
+	if w.app.lookup(m.Task) == nil {
+		r.Retries = -1
+		return
+	}
+	r.Name, r.Worker, r.Retries, r.Queue = m.Task, w.hostname, m.Retries, m.RoutingKey
+	if body, err := m.BodyJSON(0); err == nil {
+		if args, kwargs, _, err := codec.SplitJSONBody(body); err == nil {
+			r.Args, r.Kwargs = args, kwargs
+		}
 	}
 }
 
