@@ -172,12 +172,17 @@ type scheduledInfo struct {
 	Request  requestInfo `json:"request"`
 }
 
+// etaTimerPriority is the "priority" Celery's scheduled reply gives every
+// task: its ETA timer entry's (strategy.py calls call_at with
+// priority=6), not the message's, which delivery_info carries.
+const etaTimerPriority = 6
+
 func cmdScheduled(_ context.Context, r *Request) (any, error) {
 	tasks := r.Worker.Scheduled()
 	out := make([]scheduledInfo, 0, len(tasks))
 	for i := range tasks {
 		t := &tasks[i]
-		si := scheduledInfo{Priority: t.Priority, Request: info(t, false, false)}
+		si := scheduledInfo{Priority: etaTimerPriority, Request: info(t, false, false)}
 		if !t.ETA.IsZero() {
 			eta := string(codec.AppendISOTime(nil, t.ETA))
 			si.ETA = &eta
@@ -299,9 +304,10 @@ func cmdQueryTask(_ context.Context, r *Request) (any, error) {
 			}
 		}
 	}
+	// Not the tasks waiting for their ETA: Celery reserves a task (and
+	// query_task finds it) only once its ETA comes.
 	find(r.Worker.Active(), "active", true)
 	find(r.Worker.Reserved(), "reserved", false)
-	find(r.Worker.Scheduled(), "reserved", false)
 	return out, nil
 }
 

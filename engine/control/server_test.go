@@ -144,14 +144,17 @@ func TestInspectCommands(t *testing.T) {
 		Request  requestInfo `json:"request"`
 	}
 	decode(t, call(t, c, "scheduled", nil)["i@host"], &scheduled)
+	// Priority 6 whatever the message's: Celery's ETA timer entry's.
 	if len(scheduled) != 1 || scheduled[0].Request.ID != later.ID || !strings.HasSuffix(scheduled[0].ETA, "+00:00") ||
-		string(scheduled[0].Request.Args) != `[3,4]` {
+		string(scheduled[0].Request.Args) != `[3,4]` || scheduled[0].Priority != 6 {
 		t.Errorf("scheduled: %+v", scheduled)
 	}
 
 	var query map[string][2]json.RawMessage
 	decode(t, call(t, c, "query_task", map[string]any{"ids": []string{running.ID, later.ID, "nope"}})["i@host"], &query)
-	if len(query) != 2 || string(query[running.ID][0]) != `"active"` || string(query[later.ID][0]) != `"reserved"` {
+	// The task waiting for its ETA is not reserved yet (Celery 5.2.6 lists
+	// it only in scheduled).
+	if len(query) != 1 || string(query[running.ID][0]) != `"active"` {
 		t.Errorf("query_task: %s", call(t, c, "query_task", map[string]any{"ids": running.ID})["i@host"])
 	}
 
