@@ -196,12 +196,16 @@ func TestRetryStateIsStoredWhileTheRetryWaits(t *testing.T) {
 	if ready, err := res.Ready(ctx); ready || err != nil {
 		t.Fatalf("Ready() = %v, %v during RETRY, want false", ready, err)
 	}
+	// The retry is sent from inside the task: Celery lists it as a child.
+	if want := `[[["retrying-1", null], null]]`; string(m.Children) != want {
+		t.Errorf("RETRY record's children %s, want %s", m.Children, want)
+	}
 	release()
 	if v, err := res.Get(ctx); v != "done" || err != nil {
 		t.Fatalf("Get = %q, %v", v, err)
 	}
-	if m, _ := res.Meta(ctx); m.State != codec.StateSuccess {
-		t.Fatalf("state %v after the retry succeeded, want SUCCESS", m.StateName)
+	if m, _ := res.Meta(ctx); m.State != codec.StateSuccess || string(m.Children) != "[]" {
+		t.Fatalf("state %v, children %s after the retry succeeded, want SUCCESS and none", m.StateName, m.Children)
 	}
 }
 

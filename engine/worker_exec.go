@@ -525,6 +525,9 @@ func (w *Worker) retry(st *slotState, t *Task, r *RetryError) (codec.State, bool
 		w.app.errorf("worker: retry publish failed", "task", t.Name, "id", t.ID, "err", err)
 		return 0, false
 	}
+	// Celery's retry sends the task again from inside it, so the RETRY
+	// record lists the new message (same id) among its children.
+	st.listChild(&codec.ResultRef{ID: m.ID})
 	w.stats.Retried.Add(1)
 	if !w.ignoreResult(def, m) {
 		w.storeError(st, m, codec.StateRetry, r.Err)
