@@ -32,7 +32,8 @@ type App struct {
 	tasks   atomic.Pointer[map[string]*taskDef]
 	regMu   sync.Mutex
 	revoked revokedSet // shared by the app's workers
-	workers sync.Map   // *Worker -> struct{}; terminations reach them
+	revoker atomic.Pointer[revokerHolder]
+	workers sync.Map // *Worker -> struct{}; terminations reach them
 	ownsBkr bool
 }
 
@@ -198,11 +199,48 @@ func (a *App) route(name string) (exchange, routingKey string, priority int, has
 	return a.cfg.TaskDefaultExchange, a.cfg.TaskDefaultQueue, 0, false
 }
 
+// Revoker sends a revocation to every worker of the cluster, as Celery's
+// app.control.revoke does; engine/control's Client is one.
+type Revoker interface {
+	Revoke(ctx context.Context, terminate bool, ids ...string) error
+}
+
+type revokerHolder struct{ r Revoker }
+
+// SetRevoker makes AsyncResult.Revoke reach every worker of the cluster
+// through r, as Celery's AsyncResult.revoke does, and not only this
+// process's. Without one (the default, and on the memory transport, which
+// has no control bus) it reaches this process's workers alone.
+func (a *App) SetRevoker(r Revoker) {
+	if r == nil {
+		a.revoker.Store(nil)
+		return
+	}
+	a.revoker.Store(&revokerHolder{r})
+}
+
+// revokeTimeout bounds AsyncResult.Revoke's broadcast.
+const revokeTimeout = 10 * time.Second
+
+// broadcastRevoke sends the revocation of ids through the app's Revoker,
+// if it has one; a failure is logged.
+func (a *App) broadcastRevoke(terminate bool, ids ...string) {
+	h := a.revoker.Load()
+	if h == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
+	defer cancel()
+	if err := h.r.Revoke(ctx, terminate, ids...); err != nil {
+		a.warnf("revoke: broadcast failed; only this process's workers know", "ids", ids, "err", err)
+	}
+}
+
 // Revoke marks task ids as revoked for every worker of this app: a revoked
 // task still queued is discarded (REVOKED result) when received or when
 // its ETA comes. With terminate, a running task's context is cancelled
 // (cause ErrTerminated). Revocation across processes goes through remote
-// control.
+// control (AsyncResult.Revoke with a Revoker, control.Client.Revoke).
 func (a *App) Revoke(terminate bool, ids ...string) {
 	a.revoked.add(ids...)
 	if !terminate {

@@ -110,8 +110,13 @@ func (r *AsyncResult[R]) Forget(ctx context.Context) error {
 	return r.app.backend.ForgetResult(ctx, r.ID)
 }
 
-// Revoke revokes the task in this process's workers (see App.Revoke).
-func (r *AsyncResult[R]) Revoke(terminate bool) { r.app.Revoke(terminate, r.ID) }
+// Revoke revokes the task in this process's workers (see App.Revoke) and,
+// when the app has a Revoker (App.SetRevoker), in every worker of the
+// cluster, Python's too, as Celery's AsyncResult.revoke does.
+func (r *AsyncResult[R]) Revoke(terminate bool) {
+	r.app.Revoke(terminate, r.ID)
+	r.app.broadcastRevoke(terminate, r.ID)
+}
 
 // Wait blocks until the task is ready (or ctx ends) and returns its
 // record, without polling: it subscribes first, then reads the stored

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	json "github.com/goccy/go-json"
+
+	"github.com/celerity-go/celerity/engine"
 )
 
 // Client sends remote-control commands to workers, Go or Python, and
@@ -264,6 +266,9 @@ func (c *Client) Close() error {
 func (c *Client) Ping(ctx context.Context, timeout time.Duration, destination ...string) ([]Reply, error) {
 	return c.Call(ctx, Call{Method: "ping", Destination: destination, Timeout: timeout})
 }
+
+// A Client is what engine.App.SetRevoker takes.
+var _ engine.Revoker = (*Client)(nil)
 
 // Revoke tells every worker to revoke ids (and, with terminate, to
 // cancel them if they run), without waiting for replies, as Celery's

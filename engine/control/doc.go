@@ -44,7 +44,9 @@
 // Revoked ids live in the app (engine.App.Revoke), bounded as Celery's
 // LimitedSet; ServerOptions.StateDB keeps them across restarts (Celery's
 // --statedb, as JSON) and ServerOptions.Mingle fetches them from the other
-// workers at start (Celery's mingle).
+// workers at start (Celery's mingle). A Client given to
+// engine.App.SetRevoker makes AsyncResult.Revoke reach every worker, as
+// Celery's AsyncResult.revoke does.
 //
 // # Lifecycle
 //

@@ -15,6 +15,7 @@ import (
 
 	"github.com/celerity-go/celerity/engine"
 	"github.com/celerity-go/celerity/engine/control"
+	"github.com/celerity-go/celerity/transport/memory"
 )
 
 func TestPingAndNodeSelection(t *testing.T) {
@@ -221,6 +222,39 @@ func TestInspectCommands(t *testing.T) {
 	if stats.Total["t.block"] != 1 || stats.Total["t.add"] != 1 || stats.PID != os.Getpid() || stats.Clock == "" ||
 		stats.Pool.MaxConcurrency != 1 || stats.PrefetchCount != 4 || stats.Broker.Transport != "memory" || stats.Rusage["utime"] == nil {
 		t.Errorf("stats: %+v", stats)
+	}
+}
+
+// TestAsyncResultRevokeReachesOtherProcesses: with a Revoker (a control
+// client), AsyncResult.Revoke in a producer that runs no worker revokes
+// the task in another app's worker, as Celery's AsyncResult.revoke
+// broadcasts; without one the worker ran it.
+func TestAsyncResultRevokeReachesOtherProcesses(t *testing.T) {
+	t.Parallel()
+	bus := control.NewMemoryBus()
+	defer bus.Close()
+	broker, backend := memory.NewBroker(), memory.NewBackend()
+	n := startNode(t, bus, nodeConfig{hostname: "rv@host", cfg: engine.Config{Broker: broker, Backend: backend}})
+	producer, err := engine.New(engine.Config{Broker: broker, Backend: backend})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	c := control.NewClient(bus, control.ClientOptions{})
+	defer c.Close()
+	producer.SetRevoker(c)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	res, err := producer.SendTask(ctx, "t.add", []any{1, 1}, nil, engine.Countdown(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the task to be held", func() bool { return len(n.w.Scheduled()) == 1 })
+	res.Revoke(false)
+	meta, err := res.Wait(ctx)
+	if err != nil || meta.StateName != "REVOKED" {
+		t.Fatalf("revoked from the producer: %+v, %v; want REVOKED", meta, err)
 	}
 }
 
