@@ -290,28 +290,38 @@ func TestExpiredTaskIsRevokedNotRun(t *testing.T) {
 	}
 }
 
+// TestRevokeQueuedAndTerminateRunning: a revoked queued task does not
+// run, and a terminated running one is REVOKED ["terminated"], as Celery
+// records it, whether its handler returns context.Cause(ctx) or, the
+// usual Go idiom, ctx.Err() (context.Canceled).
 func TestRevokeQueuedAndTerminateRunning(t *testing.T) {
 	t.Parallel()
 	app := newApp(t, Config{})
-	started := make(chan struct{})
-	slow := Register0(app, "t.slow", func(ctx context.Context) (string, error) {
-		close(started)
-		<-ctx.Done()
-		return "", context.Cause(ctx)
-	})
+	started := make(chan struct{}, 1)
+	slow := func(name string, ret func(ctx context.Context) error) *Task0[string] {
+		return Register0(app, name, func(ctx context.Context) (string, error) {
+			started <- struct{}{}
+			<-ctx.Done()
+			return "", ret(ctx)
+		})
+	}
+	byCause := slow("t.slow", context.Cause)
+	byErr := slow("t.slowErr", func(ctx context.Context) error { return ctx.Err() })
 	var ran atomic.Int32
 	other := Register0(app, "t.other", func(context.Context) (int, error) { ran.Add(1); return 1, nil })
 	startWorker(t, app, WorkerConfig{Concurrency: 1})
 	ctx := testCtx(t, 10*time.Second)
 	queued, _ := other.ApplyAsync(ctx, Countdown(100*time.Millisecond))
 	queued.Revoke(false)
-	running, _ := slow.Delay(ctx)
-	<-started
-	running.Revoke(true)
-	_, err := running.Get(ctx)
-	var te *TaskError
-	if !errors.Is(err, ErrRevoked) || !errors.As(err, &te) || fmt.Sprint(te.Args) != "[terminated]" {
-		t.Fatalf("terminated task: %v, want REVOKED [terminated] as Celery records it", err)
+	for _, task := range []*Task0[string]{byCause, byErr} {
+		running, _ := task.Delay(ctx)
+		<-started
+		running.Revoke(true)
+		_, err := running.Get(ctx)
+		var te *TaskError
+		if !errors.Is(err, ErrRevoked) || !errors.As(err, &te) || fmt.Sprint(te.Args) != "[terminated]" {
+			t.Fatalf("terminated %s: %v, want REVOKED [terminated] as Celery records it", task.Name(), err)
+		}
 	}
 	if _, err := queued.Get(ctx); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("revoked queued task: %v", err)
@@ -538,31 +548,6 @@ func TestHardTimeLimitAbandonsStuckTaskAndWorkerGoesOn(t *testing.T) {
 		t.Fatalf("after abandon: %v %v", v, err)
 	}
 	_ = timelimit.ErrTimeLimitExceeded
-}
-
-// TestTerminateRecordsRevokedWhateverTheHandlerReturns: a handler that
-// returns ctx.Err() (context.Canceled, the usual Go idiom) rather than
-// context.Cause(ctx) was still terminated by revoke(terminate=True):
-// Celery records REVOKED ["terminated"], not a FAILURE.
-func TestTerminateRecordsRevokedWhateverTheHandlerReturns(t *testing.T) {
-	t.Parallel()
-	app := newApp(t, Config{})
-	started := make(chan struct{})
-	slow := Register0(app, "t.slow", func(ctx context.Context) (string, error) {
-		close(started)
-		<-ctx.Done()
-		return "", ctx.Err()
-	})
-	startWorker(t, app, WorkerConfig{Concurrency: 1})
-	ctx := testCtx(t, 10*time.Second)
-	running, _ := slow.Delay(ctx)
-	<-started
-	running.Revoke(true)
-	_, err := running.Get(ctx)
-	var te *TaskError
-	if !errors.Is(err, ErrRevoked) || !errors.As(err, &te) || fmt.Sprint(te.Args) != "[terminated]" {
-		t.Fatalf("terminated task: %v, want REVOKED [terminated] as Celery records it", err)
-	}
 }
 
 // TestRevokeReservedTaskDoesNotRunIt: a task already fetched and waiting
