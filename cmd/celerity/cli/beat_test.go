@@ -137,10 +137,7 @@ func TestWorkerWithEmbeddedBeatOnMemory(t *testing.T) {
 // each run once, and both release the lease when stopped.
 func TestBeatAndWorkerBOverRedis(t *testing.T) {
 	t.Parallel()
-	url := brokertest.RedisURL(t)
-	prefix := brokertest.Prefix(t)
-	brokertest.CleanupRedisPrefix(t, url, prefix)
-	url += "?global_keyprefix=" + prefix
+	url, prefix := prefixedRedisURL(t)
 	schedule := writeSchedule(t, "s.json",
 		`{"tick": {"task": "cli.beat.redis", "schedule": 0.2, "kwargs": {"n": 1}, "options": {"queue": "beatq"}}}`)
 	dir := t.TempDir()

@@ -55,10 +55,7 @@ func TestParseAutoscale(t *testing.T) {
 // TestPreforkWorkerOverRedis runs `celerity worker --pool prefork` (its
 // children are this binary) and a `call --wait` against the real Redis.
 func TestPreforkWorkerOverRedis(t *testing.T) {
-	url := brokertest.RedisURL(t)
-	prefix := brokertest.Prefix(t)
-	brokertest.CleanupRedisPrefix(t, url, prefix)
-	url += "?global_keyprefix=" + prefix
+	url, _ := prefixedRedisURL(t)
 	args := []string{"worker", "--broker", url, "--backend", url, "--pool", "prefork", "-c", "2",
 		"--max-tasks-per-child", "3", "-Q", "prefork"}
 	t.Setenv(childArgsEnv, strings.Join(args, "\x1f"))

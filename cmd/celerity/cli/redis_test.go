@@ -16,10 +16,7 @@ import (
 // worker by its context, and purges what calls sent after it.
 func TestWorkerAndCallOverRedis(t *testing.T) {
 	t.Parallel()
-	url := brokertest.RedisURL(t)
-	prefix := brokertest.Prefix(t)
-	brokertest.CleanupRedisPrefix(t, url, prefix)
-	url += "?global_keyprefix=" + prefix
+	url, _ := prefixedRedisURL(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wout, werr interoptest.SyncBuffer
@@ -76,10 +73,7 @@ func TestWorkerAndCallOverRedis(t *testing.T) {
 // control and status exit with 69 (EX_UNAVAILABLE) when no worker replies.
 func TestCelerySyntaxAndExitCodesOverRedis(t *testing.T) {
 	t.Parallel()
-	url := brokertest.RedisURL(t)
-	prefix := brokertest.Prefix(t)
-	brokertest.CleanupRedisPrefix(t, url, prefix)
-	url += "?global_keyprefix=" + prefix
+	url, _ := prefixedRedisURL(t)
 
 	code, out, errs := run(t, Options{}, "call", "celerity.noop", "--broker", url, "--backend", url,
 		"--queue", "syntaxq", "--args", "[1]")
@@ -104,4 +98,14 @@ func TestCelerySyntaxAndExitCodesOverRedis(t *testing.T) {
 			t.Errorf("%v: exit %d (want 69): %s", args, code, errs)
 		}
 	}
+}
+
+// prefixedRedisURL returns the test Redis's URL with a key prefix of the
+// test's own (kombu's global_keyprefix), and the prefix; the prefix's keys
+// are deleted when the test ends.
+func prefixedRedisURL(t *testing.T) (url, prefix string) {
+	t.Helper()
+	url, prefix = brokertest.RedisURL(t), brokertest.Prefix(t)
+	brokertest.CleanupRedisPrefix(t, url, prefix)
+	return url + "?global_keyprefix=" + prefix, prefix
 }
