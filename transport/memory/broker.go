@@ -475,17 +475,43 @@ func (c *Consumer) takeLocked(dst []*codec.Message) int {
 	for _, q := range c.queues {
 		q.mu.Lock()
 	}
-	n := 0
+	var n int
 	if len(c.queues) == 1 {
-		// One queue: each level's messages in one move.
-		q := c.queues[0]
-		for lvl := levels - 1; lvl >= 0 && n < len(dst) && q.n > 0; lvl-- {
-			k := q.levels[lvl].popFrontInto(dst[n:])
-			q.n -= k
-			n += k
-		}
+		n = c.queues[0].takeLocked(dst)
+	} else {
+		n = c.takeRoundRobinLocked(dst)
 	}
-	for lvl := levels - 1; lvl >= 0 && n < len(dst) && len(c.queues) > 1; lvl-- {
+	for _, q := range c.queues {
+		q.tookLocked()
+		q.mu.Unlock()
+	}
+	for _, m := range dst[:n] {
+		c.track(m)
+	}
+	if n > 0 && len(c.queues) > 1 {
+		c.next = (c.next + 1) % len(c.queues)
+	}
+	return n
+}
+
+// takeLocked moves up to len(dst) messages of q into dst, highest
+// priority first, each level's in one move. q.mu is held.
+func (q *queue) takeLocked(dst []*codec.Message) int {
+	n := 0
+	for lvl := levels - 1; lvl >= 0 && n < len(dst) && q.n > 0; lvl-- {
+		k := q.levels[lvl].popFrontInto(dst[n:])
+		q.n -= k
+		n += k
+	}
+	return n
+}
+
+// takeRoundRobinLocked moves up to len(dst) messages of c's queues into
+// dst: highest priority first; within a level, one message from each
+// queue in turn, starting with c.next. The queue mutexes are held.
+func (c *Consumer) takeRoundRobinLocked(dst []*codec.Message) int {
+	n := 0
+	for lvl := levels - 1; lvl >= 0 && n < len(dst); lvl-- {
 		for progress := true; progress && n < len(dst); {
 			progress = false
 			for k := 0; k < len(c.queues) && n < len(dst); k++ {
@@ -500,16 +526,6 @@ func (c *Consumer) takeLocked(dst []*codec.Message) int {
 				progress = true
 			}
 		}
-	}
-	for _, q := range c.queues {
-		q.tookLocked()
-		q.mu.Unlock()
-	}
-	for _, m := range dst[:n] {
-		c.track(m)
-	}
-	if n > 0 && len(c.queues) > 1 {
-		c.next = (c.next + 1) % len(c.queues)
 	}
 	return n
 }
