@@ -350,3 +350,43 @@ func TestPreforkAcksEarlyWhileTheTaskRuns(t *testing.T) {
 		}
 	}
 }
+
+// A task revoked while it waits in the prefork pool for a busy child is
+// not sent to a child: it is recorded REVOKED and its message is
+// acknowledged, as Celery's prefork pool skips a revoked job it has not
+// yet written to a child.
+func TestPreforkRevokedWhileQueuedDoesNotRun(t *testing.T) {
+	broker := &settleCount{Broker: memory.NewBroker()}
+	app := engine.MustNew(engine.Config{Broker: broker, Backend: memory.NewBackend()})
+	defer app.Close()
+	nap := engine.Register0(app, "p.nap2", func(context.Context) (int, error) { time.Sleep(time.Second); return 1, nil })
+	one := engine.Register0(app, "p.one", func(context.Context) (int, error) { return 1, nil })
+	w := preforkWorker(t, app, engine.WorkerConfig{Concurrency: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	first, _ := nap.Delay(ctx)
+	queued, _ := one.Delay(ctx)
+	// Both received (and so the worker running), then the second waits
+	// in the prefork pool's queue while the first runs.
+	for deadline := time.Now().Add(20 * time.Second); w.Stats().Received.Load() < 2 ||
+		!slices.ContainsFunc(w.Reserved(), func(ti engine.TaskInfo) bool { return ti.ID == queued.ID }); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second task never waited for the child")
+		}
+	}
+	queued.Revoke(false)
+	if _, err := first.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := queued.Get(ctx); !errors.Is(err, engine.ErrRevoked) {
+		t.Fatalf("task revoked while queued: %v, want ErrRevoked", err)
+	}
+	if n := w.Stats().Succeeded.Load(); n != 1 {
+		t.Fatalf("%d tasks succeeded, want only the first", n)
+	}
+	for deadline := time.Now().Add(5 * time.Second); broker.settled.Load() != 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages acknowledged, want 2", broker.settled.Load())
+		}
+	}
+}

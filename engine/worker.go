@@ -574,16 +574,22 @@ func (w *Worker) syncPrefetch() {
 
 // discard acks a revoked or expired message and records it REVOKED.
 func (w *Worker) discard(m *codec.Message, reason string) {
-	w.stats.Revoked.Add(1)
 	if err := w.consumer.Ack(m); err != nil {
 		w.app.warnf("worker: ack", "err", err)
 	}
+	w.revokedUnrun(m, reason)
+	codec.ReleaseMessage(m)
+}
+
+// revokedUnrun records m, a task that will not run, as REVOKED for reason
+// ("revoked", "expired"), as Celery's worker does.
+func (w *Worker) revokedUnrun(m *codec.Message, reason string) {
+	w.stats.Revoked.Add(1)
 	w.storeException(m, codec.StateRevoked, "TaskRevokedError", "celery.exceptions", reason)
 	if h := w.app.hooks.TaskRevoked; h != nil {
 		h(m.ID, reason)
 	}
 	w.app.log.Info("task discarded", "id", string(m.ID), "reason", reason)
-	codec.ReleaseMessage(m)
 }
 
 // reject answers a message the worker will not run.

@@ -198,6 +198,7 @@ type preforkJob struct {
 	buf     []byte
 	done    func(prefork.Result) // bound once to finish
 	started func()               // bound once to onStarted
+	skip    func() bool          // bound once to revoked
 	early   earlyAck             // under x.mu
 }
 
@@ -253,6 +254,7 @@ func (w *Worker) newPreforkExecutor(ctx context.Context) (*preforkExecutor, erro
 		pj.st = slotState{w: w}
 		pj.done = pj.finish
 		pj.started = pj.onStarted
+		pj.skip = pj.revoked
 		return pj
 	}
 	return x, nil
@@ -290,7 +292,7 @@ func (x *preforkExecutor) Submit(jobs ...job) error {
 		x.inflight[pj] = struct{}{}
 		pj.early = earlyNone
 		x.mu.Unlock()
-		req := prefork.Request{Payload: pj.buf, HardLimit: w.timeLimits(def, m).Hard, Started: started}
+		req := prefork.Request{Payload: pj.buf, HardLimit: w.timeLimits(def, m).Hard, Started: started, Skip: pj.skip}
 		if err := x.pool.Submit(req, pj.done); err != nil {
 			x.mu.Lock()
 			delete(x.inflight, pj)
@@ -319,6 +321,12 @@ func (pj *preforkJob) finish(res prefork.Result) {
 		x.settle(pj, state != codec.StateRejected)
 	case errors.Is(res.Err, prefork.ErrStopped):
 		x.requeue(pj) // never started
+	case errors.Is(res.Err, prefork.ErrSkipped): // revoked while it waited for a child
+		w.revokedUnrun(pj.j.m, "revoked")
+		if h := w.app.hooks.TaskPostrun; h != nil {
+			h(t, codec.StateRevoked) // its prerun ran as it was handed to the pool
+		}
+		x.settle(pj, true)
 	case errors.Is(res.Err, prefork.ErrTimeLimitExceeded):
 		w.stats.Failed.Add(1)
 		w.app.errorf("worker: task exceeded its hard time limit; its child was killed", "task", t.Name, "id", t.ID)
@@ -335,6 +343,11 @@ func (pj *preforkJob) finish(res prefork.Result) {
 		x.settle(pj, true)
 	}
 }
+
+// revoked reports whether pj's task was revoked while it waited for a
+// child: the pool then drops it unsent (prefork.Request.Skip). It runs
+// with the prefork pool's lock held.
+func (pj *preforkJob) revoked() bool { return pj.x.w.app.revoked.has(pj.j.m.ID) }
 
 // onStarted queues pj's early acknowledgement as a child starts it. It
 // runs with the prefork pool's lock held (prefork.Request.Started).

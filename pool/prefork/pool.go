@@ -30,6 +30,9 @@ var ErrChildLost = errors.New("prefork: child lost")
 // the error of tasks that Stop returns unstarted.
 var ErrStopped = errors.New("prefork: pool stopped")
 
+// ErrSkipped is the error of a task whose Request.Skip said not to send it.
+var ErrSkipped = errors.New("prefork: task skipped")
+
 // Config configures a Pool. The zero value of each field but Command is a
 // working default.
 type Config struct {
@@ -136,6 +139,12 @@ type Request struct {
 	// another child. Started runs with the pool's lock held: it must be
 	// quick and must not call the pool.
 	Started func()
+	// Skip, if not nil, is asked as the task leaves the pool's queue for a
+	// child: true drops it unsent, and its done function gets ErrSkipped
+	// (Celery's pool does not write a job revoked meanwhile to a child).
+	// Skip runs with the pool's lock held: it must be quick and must not
+	// call the pool.
+	Skip func() bool
 }
 
 // Result is the outcome of a task.
@@ -185,7 +194,8 @@ type Pool struct {
 	slots    []*slot   // active slots: len(slots) == want while running
 	children map[*child]struct{}
 	want     int
-	load     int // tasks submitted and not yet done
+	load     int    // tasks submitted and not yet done
+	skipped  []task // dropped by Request.Skip, done not yet called
 	nextSlot int
 	stats    Stats
 }
@@ -290,8 +300,20 @@ func (p *Pool) Submit(req Request, done func(Result)) error {
 	p.queue.push(task{req: req, done: done})
 	p.load++
 	p.dispatchLocked()
-	p.mu.Unlock()
+	p.unlockSettlingSkipped()
 	return nil
+}
+
+// unlockSettlingSkipped releases p.mu and calls the done function of the
+// tasks Request.Skip dropped meanwhile: never with the lock held, since
+// done may call Submit.
+func (p *Pool) unlockSettlingSkipped() {
+	skipped := p.skipped
+	p.skipped = nil
+	p.mu.Unlock()
+	for _, t := range skipped {
+		t.done(Result{Err: ErrSkipped})
+	}
 }
 
 // Size returns the number of children the pool keeps (Procs, or the last
@@ -459,11 +481,30 @@ func (p *Pool) dispatchLocked() {
 	}
 }
 
-// assignLocked gives c the oldest queued task. p.mu is held; c is ready,
-// not retiring and has room.
+// nextLocked pops the oldest queued task that Request.Skip does not drop,
+// moving the dropped ones to p.skipped; false when none is left. p.mu is
+// held.
+func (p *Pool) nextLocked() (task, bool) {
+	for p.queue.n > 0 {
+		t := p.queue.pop()
+		if t.req.Skip == nil || !t.req.Skip() {
+			return t, true
+		}
+		p.load--
+		p.skipped = append(p.skipped, t)
+	}
+	return task{}, false
+}
+
+// assignLocked gives c the oldest queued task that is not skipped, if
+// any. p.mu is held; c is ready, not retiring and has room.
 func (p *Pool) assignLocked(c *child) {
+	t, ok := p.nextLocked()
+	if !ok {
+		return
+	}
 	c.assigned++
-	c.ring[(c.assigned-1)%uint64(len(c.ring))] = p.queue.pop()
+	c.ring[(c.assigned-1)%uint64(len(c.ring))] = t
 	if c.assigned == c.answered+1 {
 		c.trackHeadLocked() // the child was idle: this task starts now
 	}

@@ -588,3 +588,45 @@ func TestStartedIsCalledWhenAChildStartsATask(t *testing.T) {
 		t.Fatalf("queued task at Stop: err %v, reported started %v; want ErrStopped, never started", r.Err, never.Load())
 	}
 }
+
+// TestSkipDropsAQueuedTaskUnsent: a task whose Request.Skip says so as it
+// leaves the queue is never sent to a child (never started) and gets
+// ErrSkipped once, outside the pool's lock (its done may Submit again);
+// the tasks around it run.
+func TestSkipDropsAQueuedTaskUnsent(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	p := h.pool(Config{Procs: 1})
+	var revoked, started atomic.Bool
+	first := make(chan Result, 1)
+	skipped := make(chan Result, 2)
+	after := make(chan Result, 1)
+	if err := p.Submit(Request{Payload: []byte("sleep:300ms")}, func(r Result) { first <- Result{Err: r.Err} }); err != nil {
+		t.Fatal(err)
+	}
+	req := Request{Payload: []byte("noop"), Skip: revoked.Load, Started: func() { started.Store(true) }}
+	if err := p.Submit(req, func(r Result) {
+		skipped <- Result{Err: r.Err}
+		if err := p.Submit(Request{Payload: []byte("noop")}, func(r Result) { after <- Result{Err: r.Err} }); err != nil {
+			t.Error(err)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	revoked.Store(true) // while the first task runs, the second waits in the queue
+	if r := wait(t, first); r.Err != nil {
+		t.Fatalf("first: %v", r.Err)
+	}
+	if r := wait(t, skipped); !errors.Is(r.Err, ErrSkipped) || started.Load() {
+		t.Fatalf("skipped task: err %v, started %v; want ErrSkipped, never started", r.Err, started.Load())
+	}
+	if r := wait(t, after); r.Err != nil {
+		t.Fatalf("task submitted from the skipped one's done: %v", r.Err)
+	}
+	if len(skipped) != 0 {
+		t.Fatal("done called twice for the skipped task")
+	}
+	if s := p.Stats(); s.Queued != 0 || s.InFlight != 0 {
+		t.Fatalf("stats after: %+v, want nothing queued or in flight", s)
+	}
+}

@@ -224,7 +224,7 @@ func (p *Pool) runChild(s *slot) (greeted bool, err error) {
 		p.hungry.pushBack(c)
 		p.dispatchLocked()
 	}
-	p.mu.Unlock()
+	p.unlockSettlingSkipped()
 
 	fr := &frameReader{br: br, max: p.cfg.MaxFrame}
 	p.reap(c, p.readReplies(c, fr))
@@ -373,7 +373,7 @@ func (p *Pool) readReplies(c *child, fr *frameReader) error {
 				p.hungry.pushBack(c)
 			}
 		}
-		p.mu.Unlock()
+		p.unlockSettlingSkipped()
 
 		for i := range batch {
 			if i > 0 {
@@ -521,7 +521,7 @@ func (p *Pool) reap(c *child, readErr error) error {
 		c.slot.child = nil
 	}
 	p.dispatchLocked()
-	p.mu.Unlock()
+	p.unlockSettlingSkipped()
 	c.prog.close()
 
 	for i := len(tasks) - 1; i >= 0; i-- { // oldest first
