@@ -77,7 +77,7 @@ func (w *Worker) Active() []TaskInfo {
 // inspect reserved).
 func (w *Worker) Reserved() []TaskInfo {
 	var out []TaskInfo
-	if w.exec == nil {
+	if !w.running.Load() {
 		return nil
 	}
 	w.exec.Each(func(j job) { out = append(out, withArgs(w.infoOf(j.m), j.m)) })
@@ -87,7 +87,7 @@ func (w *Worker) Reserved() []TaskInfo {
 // Scheduled returns the tasks held for their ETA or a rate-limit token
 // (Celery's inspect scheduled).
 func (w *Worker) Scheduled() []TaskInfo {
-	if w.eta == nil {
+	if !w.running.Load() {
 		return nil
 	}
 	w.eta.mu.Lock()
@@ -103,7 +103,7 @@ func (w *Worker) Scheduled() []TaskInfo {
 
 // PoolSize returns the number of pool executors.
 func (w *Worker) PoolSize() int {
-	if w.exec == nil {
+	if !w.running.Load() {
 		return w.cfg.Concurrency
 	}
 	return w.exec.Size()
@@ -112,7 +112,7 @@ func (w *Worker) PoolSize() int {
 // ResizePool sets the number of pool executors (pool_grow, pool_shrink,
 // autoscale). The prefetch window is not changed.
 func (w *Worker) ResizePool(n int) error {
-	if w.exec == nil {
+	if !w.running.Load() {
 		return ErrClosed
 	}
 	return w.exec.Resize(n)

@@ -1065,3 +1065,41 @@ func TestExtendedRecordsOfTasksThatDidNotRun(t *testing.T) {
 		t.Errorf("unregistered record: %s", raw)
 	}
 }
+
+// TestIntrospectionWhileTheWorkerStarts: Reserved, Scheduled, PoolSize and
+// ResizePool may be called from other goroutines (the control server does)
+// while Run is still building the pool; under -race this caught them
+// reading the pool and ETA queue as Run wrote them.
+func TestIntrospectionWhileTheWorkerStarts(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{})
+	w, err := app.Worker(WorkerConfig{Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	app.AddHooks(Hooks{WorkerReady: func(*Worker) { close(ready) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	looked := make(chan struct{})
+	go func() {
+		defer close(looked)
+		for {
+			_, _, _ = w.Reserved(), w.Scheduled(), w.PoolSize()
+			select {
+			case <-ready:
+				if err := w.ResizePool(3); err != nil || w.PoolSize() != 3 {
+					t.Errorf("ResizePool(3) once running: %v, size %d", err, w.PoolSize())
+				}
+				return
+			default:
+			}
+		}
+	}()
+	go func() { done <- w.Run(ctx) }()
+	<-looked
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -73,6 +73,9 @@ type Worker struct {
 	queues   []string   // the queues consumed now (add_consumer / cancel_consumer change them)
 	exec     executor
 	eta      *etaQueue
+	// running is set once Run has made exec and eta: the introspection
+	// methods, which other goroutines call, read them only after it.
+	running  atomic.Bool
 	limits   ratelimit.Limiter
 	deadline *timelimit.Tracker
 
@@ -244,6 +247,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	etaCtx, stopETA := context.WithCancel(context.Background())
 	go func() { defer close(etaDone); w.eta.run(etaCtx, w) }()
 
+	w.running.Store(true)
 	w.app.workers.Store(w, struct{}{})
 	defer w.app.workers.Delete(w)
 	if h := w.app.hooks.WorkerReady; h != nil {
