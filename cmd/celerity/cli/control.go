@@ -33,9 +33,11 @@ func workerRemote(fs *flag.FlagSet) *workerRemoteFlags {
 }
 
 // start runs the worker's event dispatcher and remote-control server
-// (Celery's are always on; task events only with -E). On the memory
-// transport there is no bus and nothing starts. Call it before w.Run
-// and the returned stop after it.
+// (Celery's are always on; task events only with -E), and gives the app a
+// control client as its Revoker, so that a task revoking another
+// (AsyncResult.Revoke) reaches every worker, as in Celery. On the memory
+// transport there is no bus and nothing starts. Call it before w.Run and
+// the returned stop after it.
 func (f *workerRemoteFlags) start(ctx context.Context, app *engine.App, w *engine.Worker, o Options) (func(), error) {
 	cfg := app.Config()
 	bus, err := control.Open(ctx, app.Broker(), cfg.BrokerURL, control.WithLogger(cfg.Logger))
@@ -59,7 +61,11 @@ func (f *workerRemoteFlags) start(ctx context.Context, app *engine.App, w *engin
 		bus.Close()
 		return nil, err
 	}
+	revoker := control.NewClient(bus, control.ClientOptions{Clock: clock, Logger: cfg.Logger})
+	app.SetRevoker(revoker)
 	return func() {
+		app.SetRevoker(nil)
+		revoker.Close()
 		if err := srv.Close(); err != nil {
 			fmt.Fprintf(o.Stderr, "celerity worker: %v\n", err)
 		}

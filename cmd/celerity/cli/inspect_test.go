@@ -19,6 +19,7 @@ import (
 
 	json "github.com/goccy/go-json"
 
+	"github.com/celerity-go/celerity/engine"
 	"github.com/celerity-go/celerity/engine/control"
 	"github.com/celerity-go/celerity/internal/brokertest"
 	"github.com/celerity-go/celerity/internal/interoptest"
@@ -176,14 +177,15 @@ func cliRedisURL(t *testing.T) string {
 	return u.String() + "?global_keyprefix=" + prefix
 }
 
-// startCLIWorker runs `celerity worker` with args until the test ends.
-func startCLIWorker(t *testing.T, args ...string) *interoptest.SyncBuffer {
+// startCLIWorker runs `celerity worker` with args until the test ends;
+// setup, if not nil, registers tasks of the test's own (Options.Setup).
+func startCLIWorker(t *testing.T, setup func(*engine.App) error, args ...string) *interoptest.SyncBuffer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var werr interoptest.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- Run(ctx, append([]string{"worker"}, args...), Options{Stdout: io.Discard, Stderr: &werr})
+		done <- Run(ctx, append([]string{"worker"}, args...), Options{Stdout: io.Discard, Stderr: &werr, Setup: setup})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -229,7 +231,7 @@ func TestInspectControlStatusEventsOverRedis(t *testing.T) {
 	url := cliRedisURL(t)
 	node := "cli-" + strings.TrimSuffix(brokertest.Prefix(t)[3:], "-") + "@test"
 	queue := "cliq"
-	startCLIWorker(t, "--broker", url, "-n", node, "-Q", queue, "-c", "2", "-E", "--without-mingle")
+	startCLIWorker(t, nil, "--broker", url, "-n", node, "-Q", queue, "-c", "2", "-E", "--without-mingle")
 
 	out := retryRun(t, "inspect", "ping", "--broker", url, "-d", node, "-t", "5")
 	if !strings.Contains(out, "->  "+node+": OK\n        pong") || !strings.Contains(out, "1 node online.") {
@@ -361,4 +363,48 @@ func urlWithDB(raw string, db int) (string, error) {
 	}
 	u.Path = fmt.Sprintf("/%d", db)
 	return u.String(), nil
+}
+
+// TestTaskRevokesATaskOfAnotherWorker: a task that revokes another
+// (AsyncResult.Revoke) in one `celerity worker` reaches a second worker
+// holding that task for its countdown, through the control bus, as a
+// Celery task's revoke reaches every worker; the held task ends REVOKED.
+func TestTaskRevokesATaskOfAnotherWorker(t *testing.T) {
+	t.Parallel()
+	url := cliRedisURL(t)
+	node := "rv-" + strings.TrimSuffix(brokertest.Prefix(t)[3:], "-")
+	startCLIWorker(t, nil, "--broker", url, "--backend", url, "-n", node+"-held@test", "-Q", "heldq", "--without-mingle")
+	revoker := func(app *engine.App) error {
+		engine.Register1(app, "cli.revoke", func(ctx context.Context, id string) (string, error) {
+			app.Result(id).Revoke(false)
+			return id, nil
+		})
+		return nil
+	}
+	startCLIWorker(t, revoker, "--broker", url, "--backend", url, "-n", node+"-rev@test", "-Q", "revq", "--without-mingle")
+
+	code, out, errs := run(t, Options{}, "call", "celerity.noop", "--broker", url, "--backend", url, "--queue", "heldq", "--countdown", "2s")
+	if code != 0 {
+		t.Fatalf("call: %s", errs)
+	}
+	id := strings.TrimSpace(out)
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(retryRun(t, "inspect", "scheduled", "--broker", url, "-d", node+"-held@test", "-t", "2"), id); {
+		if time.Now().After(deadline) {
+			t.Fatal("the countdown task never reached the holding worker")
+		}
+	}
+	code, out, errs = run(t, Options{Setup: revoker}, "call", "cli.revoke", "--broker", url, "--backend", url,
+		"--queue", "revq", "--args", `["`+id+`"]`, "--wait", "10s")
+	if code != 0 || !strings.Contains(out, `"state":"SUCCESS"`) {
+		t.Fatalf("revoking task: exit %d: %s%s", code, out, errs)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, out, _ = run(t, Options{}, "result", id, "--backend", url, "--broker", url)
+		if strings.Contains(out, `"state":"REVOKED"`) {
+			break
+		}
+		if time.Now().After(deadline) || strings.Contains(out, `"state":"SUCCESS"`) {
+			t.Fatalf("task revoked from a task of another worker: %s, want REVOKED", out)
+		}
+	}
 }
