@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"errors"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -102,9 +103,13 @@ func (s *queueSet) find(name []byte) *queue {
 // queue is one named queue: a FIFO ring per priority level, plus the
 // consumers waiting for it to become non-empty.
 type queue struct {
-	name    string
-	mu      sync.Mutex
-	levels  [levels]ring
+	name   string
+	mu     sync.Mutex
+	levels [levels]ring
+	// filled has bit l set while levels[l] holds messages, so that a take
+	// goes straight to the levels in use instead of looking at all ten
+	// under the mutex the producer waits for.
+	filled  uint16
 	n       int
 	waiters []*Consumer
 	max     int           // Broker.maxLength
@@ -289,8 +294,31 @@ func releaseAll(msgs []*codec.Message) {
 
 // pushLocked queues m behind the messages of its priority. q.mu is held.
 func (q *queue) pushLocked(m *codec.Message) {
-	q.levels[min(int(m.Priority), levels-1)].pushBack(m)
+	lvl := min(int(m.Priority), levels-1)
+	q.levels[lvl].pushBack(m)
+	q.filled |= 1 << lvl
 	q.n++
+}
+
+// pushFrontLocked queues m ahead of the messages of its priority. q.mu is
+// held.
+func (q *queue) pushFrontLocked(m *codec.Message) {
+	lvl := min(int(m.Priority), levels-1)
+	q.levels[lvl].pushFront(m)
+	q.filled |= 1 << lvl
+	q.n++
+}
+
+// popLocked moves up to len(dst) messages of level lvl into dst, in
+// order, and returns how many it moved. q.mu is held.
+func (q *queue) popLocked(lvl int, dst []*codec.Message) int {
+	r := &q.levels[lvl]
+	k := r.popFrontInto(dst)
+	if r.len() == 0 {
+		q.filled &^= 1 << lvl
+	}
+	q.n -= k
+	return k
 }
 
 // Len returns the number of ready (not fetched) messages in queue.
@@ -318,7 +346,7 @@ func (b *Broker) Purge(queue string) int {
 			codec.ReleaseMessage(q.levels[i].popFront())
 		}
 	}
-	q.n = 0
+	q.n, q.filled = 0, 0
 	q.tookLocked()
 	return n
 }
@@ -498,10 +526,8 @@ func (c *Consumer) takeLocked(dst []*codec.Message) int {
 // priority first, each level's in one move. q.mu is held.
 func (q *queue) takeLocked(dst []*codec.Message) int {
 	n := 0
-	for lvl := levels - 1; lvl >= 0 && n < len(dst) && q.n > 0; lvl-- {
-		k := q.levels[lvl].popFrontInto(dst[n:])
-		q.n -= k
-		n += k
+	for n < len(dst) && q.filled != 0 {
+		n += q.popLocked(bits.Len16(q.filled)-1, dst[n:])
 	}
 	return n
 }
@@ -510,19 +536,21 @@ func (q *queue) takeLocked(dst []*codec.Message) int {
 // dst: highest priority first; within a level, one message from each
 // queue in turn, starting with c.next. The queue mutexes are held.
 func (c *Consumer) takeRoundRobinLocked(dst []*codec.Message) int {
+	var filled uint16
+	for _, q := range c.queues {
+		filled |= q.filled
+	}
 	n := 0
-	for lvl := levels - 1; lvl >= 0 && n < len(dst); lvl-- {
+	for ; n < len(dst) && filled != 0; filled &^= 1 << (bits.Len16(filled) - 1) {
+		lvl := bits.Len16(filled) - 1
 		for progress := true; progress && n < len(dst); {
 			progress = false
 			for k := 0; k < len(c.queues) && n < len(dst); k++ {
 				q := c.queues[(c.next+k)%len(c.queues)]
-				r := &q.levels[lvl]
-				if r.len() == 0 {
+				if q.filled&(1<<lvl) == 0 {
 					continue
 				}
-				dst[n] = r.popFront()
-				q.n--
-				n++
+				n += q.popLocked(lvl, dst[n:n+1])
 				progress = true
 			}
 		}
@@ -660,8 +688,7 @@ func (c *Consumer) requeue(m *codec.Message) {
 	m.Tag = 0
 	q := c.b.queue(m.RoutingKey)
 	q.mu.Lock()
-	q.levels[min(int(m.Priority), levels-1)].pushFront(m)
-	q.n++
+	q.pushFrontLocked(m)
 	q.wakeLocked()
 	q.mu.Unlock()
 }
