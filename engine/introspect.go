@@ -57,8 +57,7 @@ func (w *Worker) Active() []TaskInfo {
 	var out []TaskInfo
 	w.slots.Range(func(k, _ any) bool {
 		st := k.(*slotState)
-		st.mu.Lock()
-		if st.running != nil {
+		if st.visit() != 0 {
 			t := &st.task
 			info := w.infoOf(t.msg)
 			info.Args = append(json.RawMessage(nil), t.args...)
@@ -67,7 +66,7 @@ func (w *Worker) Active() []TaskInfo {
 			info.Acknowledged = !st.lateAck
 			out = append(out, info)
 		}
-		st.mu.Unlock()
+		st.leave()
 		return true
 	})
 	return out

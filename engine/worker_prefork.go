@@ -167,17 +167,15 @@ func (w *Worker) serveChild() {
 			ctx, cancel = context.WithTimeoutCause(ctx, soft, timelimit.ErrSoftTimeLimitExceeded)
 			defer cancel()
 		}
-		st.mu.Lock()
 		// What the handler sends is listed here, reported in the reply
 		// and stored by the parent with the result.
 		st.running, st.root, st.children = m.ID, rootOf(t), emptiedChildren(st.children)
 		st.run++
-		st.mu.Unlock()
+		st.startRun()
 		err := call(def.handler, ctx, t)
-		st.mu.Lock()
+		st.endRun()
 		st.running, st.root = nil, ""
 		children := st.children
-		st.mu.Unlock()
 		if err != nil && errors.Is(context.Cause(ctx), timelimit.ErrSoftTimeLimitExceeded) {
 			err = &TaskError{Type: "SoftTimeLimitExceeded", Module: "billiard.exceptions", Args: []any{}}
 		}

@@ -186,13 +186,14 @@ func (s *revokedSet) list() []string {
 func (w *Worker) terminate(ids ...string) {
 	w.slots.Range(func(k, _ any) bool {
 		st := k.(*slotState)
-		st.mu.Lock()
-		for _, id := range ids {
-			if st.running != nil && string(st.running) == id {
-				st.cancel(ErrTerminated)
+		if st.visit() != 0 {
+			for _, id := range ids {
+				if string(st.running) == id {
+					st.cancel(ErrTerminated)
+				}
 			}
 		}
-		st.mu.Unlock()
+		st.leave()
 		return true
 	})
 }
