@@ -23,9 +23,11 @@ func TestVisitorsSeeOnlyTheRunInProgress(t *testing.T) {
 	const n = 2000
 	app := newApp(t, Config{})
 	finished := make(chan string, n)
+	var ended atomic.Int32
 	app.SetHooks(Hooks{TaskPostrun: func(t *Task, _ codec.State) {
 		if t.Name == "t.short" {
 			finished <- strings.Clone(t.ID)
+			ended.Add(1)
 		}
 	}})
 	var cancelled atomic.Int32
@@ -53,6 +55,7 @@ func TestVisitorsSeeOnlyTheRunInProgress(t *testing.T) {
 
 	stop := make(chan struct{})
 	var visitors sync.WaitGroup
+	defer func() { close(stop); visitors.Wait() }()
 	visitors.Add(2)
 	go func() { // revoke with terminate each task as it finishes
 		defer visitors.Done()
@@ -95,8 +98,12 @@ func TestVisitorsSeeOnlyTheRunInProgress(t *testing.T) {
 			t.Fatal("children did not all run")
 		}
 	}
-	close(stop)
-	visitors.Wait()
+	for ended.Load() < n { // the last handlers may still be checking their context
+		if ctx.Err() != nil {
+			t.Fatal("tasks did not all end")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if c := cancelled.Load(); c != 0 {
 		t.Errorf("%d tasks found their context cancelled: a terminate aimed at a finished task reached a later one", c)
 	}
