@@ -381,12 +381,20 @@ func TestPreforkRevokedWhileQueuedDoesNotRun(t *testing.T) {
 	if _, err := queued.Get(ctx); !errors.Is(err, engine.ErrRevoked) {
 		t.Fatalf("task revoked while queued: %v, want ErrRevoked", err)
 	}
-	if n := w.Stats().Succeeded.Load(); n != 1 {
-		t.Fatalf("%d tasks succeeded, want only the first", n)
-	}
 	for deadline := time.Now().Add(5 * time.Second); broker.settled.Load() != 2; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d messages acknowledged, want 2", broker.settled.Load())
 		}
+	}
+	// A success is counted just after its result is stored (see
+	// WorkerStats), so Get can return first: wait for the count, then
+	// check that it is the first task's alone.
+	for deadline := time.Now().Add(5 * time.Second); w.Stats().Succeeded.Load() < 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first task's success was never counted")
+		}
+	}
+	if n := w.Stats().Succeeded.Load(); n != 1 {
+		t.Fatalf("%d tasks succeeded, want only the first", n)
 	}
 }
