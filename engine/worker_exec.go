@@ -187,8 +187,8 @@ func runningSlot(ctx context.Context) *slotState {
 // becomes the running task's id and *rootID its root (each unless nil),
 // copied into m's storage. It returns the run to list m in once m is
 // published (sentFrom.list), or 0 when st runs nothing. The ids are copied
-// under st.mu, which the executor holds to start and end a run, so a send
-// from another goroutine reads them whole.
+// during a visit (see slotState), so a send from another goroutine reads
+// them whole.
 func (st *slotState) inherit(m *codec.Message, rootID, parentID *[]byte) uint64 {
 	run := st.visit()
 	defer st.leave()
