@@ -117,13 +117,13 @@ func (s *queueSet) find(name []byte) *queue {
 //
 // Measured with engine's BenchmarkEngineMemoryNoop on the 2-vCPU KVM
 // (AMD EPYC) VMs, against the layout before (name, mu, the ten rings,
-// then the counts), medians of interleaved runs: c=2 ns/task x0.78 in the
-// near vCPU placement (152.5 -> 122.5, 12 runs); c=64 x1.00. A first cut,
-// which left the counts on mu's line but not all of level 0's ring (the
-// allocator put it 8 bytes past a line), measured x0.85 near and x0.73-0.78
-// far (9 and 12 runs); mu on a line of its own, apart from the counts,
-// x0.70-0.79 near but x0.85 far, where the take waits for two lines, one
-// after the other.
+// then the counts), medians of per-pair ratios of interleaved runs: c=2
+// ns/task x0.69 in the near vCPU placement and x0.80 in the far one (39
+// and 21 pairs), c=64 x0.98 and x1.01. A first cut, which left the counts
+// on mu's line but not all of level 0's ring (the allocator put it 8
+// bytes past a line), measured x0.78 near and x0.81 far; mu on a line of
+// its own, apart from the counts, x0.68 near but x0.86 far, where the
+// take waits for two lines, one after the other.
 type queue struct {
 	mu sync.Mutex
 	// filled has bit l set while levels[l] holds messages, so that a take
@@ -138,9 +138,6 @@ type queue struct {
 	max     int // Broker.maxLength
 	_       [32]byte
 }
-
-// cacheLine is the size of a cache line on amd64 and arm64 (most cores).
-const cacheLine = 64
 
 // NewBroker returns an empty broker.
 func NewBroker(opts ...Option) *Broker {

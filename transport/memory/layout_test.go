@@ -5,6 +5,9 @@ import (
 	"unsafe"
 )
 
+// cacheLine is the size of a cache line on amd64 and arm64 (most cores).
+const cacheLine = 64
+
 // TestQueueLayout checks what queue's layout is for (see queue): what a
 // publish and a take write under mu shares mu's cache line, the fields
 // read before mu is taken are on another, and a queue starts on a line.
