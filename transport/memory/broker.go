@@ -129,14 +129,46 @@ type queue struct {
 	// filled has bit l set while levels[l] holds messages, so that a take
 	// goes straight to the levels in use instead of looking at all ten
 	// under the mutex the producer waits for.
-	filled  uint16
-	n       int
+	filled uint16
+	// above is the level of the staged messages (see stage) until a
+	// message of a higher level is queued and the stage is told so; at
+	// other times levels-1, which no level exceeds.
+	above   int8
+	n       int // messages in levels; the staged ones are not counted
 	levels  [levels]ring
 	waiters []*Consumer
 	room    chan struct{} // closed when a full queue is down to max/2; nil while no publisher waits
 	name    string
 	max     int // Broker.maxLength
-	_       [32]byte
+	st      *stage
+	_       [24]byte
+}
+
+// stage holds the messages of one priority level that a take moved out
+// of a queue in one step, oldest first: consumers take them under the
+// stage's mutex, on cache lines of their own, and leave the queue's mutex
+// and lines to its producers.
+//
+// Without it, every take locked the queue's mutex, which a producer
+// publishing all the time holds the cache line of: at concurrency 2 a
+// worker takes 8 messages at a time (its prefetch window), so the line
+// crossed between the cores twice per 8 tasks, and the producer's polls
+// of the mutex while a take held it took it away once more. With a
+// backlog, a take now moves the whole of the highest level (the ring is
+// swapped, not copied: the stage's empty ring becomes the level's) and
+// the takes after it do not touch the queue until the stage is empty.
+// engine's BenchmarkEngineMemoryNoop, c=2: see the README's performance
+// section for the figures.
+//
+// A message queued at a higher level than the staged ones sets preempt,
+// and the next take looks at the queue first: priority order holds as
+// before. Queues with a MaxLength do not stage, so that their bound counts
+// every ready message.
+type stage struct {
+	mu      sync.Mutex
+	preempt atomic.Bool // a higher level than lvl has messages in the queue
+	lvl     int
+	ring    ring
 }
 
 // NewBroker returns an empty broker.
@@ -170,7 +202,7 @@ func (b *Broker) queue(name []byte) *queue {
 	for k, v := range old.byName {
 		next.byName[k] = v
 	}
-	q := &queue{name: string(name), max: b.maxLength}
+	q := &queue{name: string(name), max: b.maxLength, st: &stage{}, above: levels - 1}
 	next.byName[q.name] = q
 	if len(next.byName) <= fewQueues {
 		next.few = append(slices.Clone(old.few), q)
@@ -323,17 +355,27 @@ func releaseAll(msgs []*codec.Message) {
 func (q *queue) pushLocked(m *codec.Message) {
 	lvl := min(int(m.Priority), levels-1)
 	q.levels[lvl].pushBack(m)
-	q.filled |= 1 << lvl
-	q.n++
+	q.filledLocked(lvl)
 }
 
-// pushFrontLocked queues m ahead of the messages of its priority. q.mu is
-// held.
+// pushFrontLocked queues m ahead of the messages of its priority in the
+// queue proper (requeue puts it in the stage when the stage holds its
+// level). q.mu is held.
 func (q *queue) pushFrontLocked(m *codec.Message) {
 	lvl := min(int(m.Priority), levels-1)
 	q.levels[lvl].pushFront(m)
+	q.filledLocked(lvl)
+}
+
+// filledLocked counts a message queued at level lvl, and tells the stage
+// if lvl is above the staged level. q.mu is held.
+func (q *queue) filledLocked(lvl int) {
 	q.filled |= 1 << lvl
 	q.n++
+	if int8(lvl) > q.above {
+		q.st.preempt.Store(true)
+		q.above = levels - 1
+	}
 }
 
 // popLocked moves up to len(dst) messages of level lvl into dst, in
@@ -354,9 +396,11 @@ func (b *Broker) Len(queue string) int {
 	if q == nil {
 		return 0
 	}
+	q.st.mu.Lock()
+	defer q.st.mu.Unlock()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.n
+	return q.n + q.st.ring.len()
 }
 
 // Purge drops the ready messages of queue and returns how many there were.
@@ -365,15 +409,22 @@ func (b *Broker) Purge(queue string) int {
 	if q == nil {
 		return 0
 	}
+	s := q.st
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	n := q.n
+	n := q.n + s.ring.len()
+	for s.ring.len() > 0 {
+		codec.ReleaseMessage(s.ring.popFront())
+	}
 	for i := range q.levels {
 		for q.levels[i].len() > 0 {
 			codec.ReleaseMessage(q.levels[i].popFront())
 		}
 	}
 	q.n, q.filled = 0, 0
+	q.stagedLocked()
 	q.tookLocked()
 	return n
 }
@@ -507,12 +558,14 @@ func (c *Consumer) Wait(ctx context.Context) error {
 // them has a message (it then reports true). c.mu is held.
 func (c *Consumer) waitLocked() bool {
 	for _, q := range c.queues {
+		q.st.mu.Lock()
 		q.mu.Lock()
-		ready := q.n > 0
+		ready := q.n > 0 || q.st.ring.len() > 0
 		if !ready && !slices.Contains(q.waiters, c) {
 			q.waiters = append(q.waiters, c)
 		}
 		q.mu.Unlock()
+		q.st.mu.Unlock()
 		if ready {
 			return true
 		}
@@ -522,23 +575,31 @@ func (c *Consumer) waitLocked() bool {
 
 // takeLocked moves up to len(dst) messages into dst: highest priority
 // first; within a level, one message from each queue in turn, starting
-// with a different queue on every call. c.mu is held; it takes the queue
-// mutexes, in name order, only while it moves pointers: the messages
-// themselves (their tags) are touched after, so that a producer publishing
-// meanwhile waits for no cache miss on a message written by another core.
+// with a different queue on every call. c.mu is held; it takes the stage
+// and queue mutexes (all stages, then all queues, each in name order) only
+// while it moves pointers: the messages themselves (their tags) are
+// touched after, so that a producer publishing meanwhile waits for no
+// cache miss on a message written by another core.
 func (c *Consumer) takeLocked(dst []*codec.Message) int {
-	for _, q := range c.queues {
-		q.mu.Lock()
-	}
 	var n int
 	if len(c.queues) == 1 {
-		n = c.queues[0].takeLocked(dst)
+		n = c.queues[0].take(dst)
 	} else {
+		for _, q := range c.queues {
+			q.st.mu.Lock()
+		}
+		for _, q := range c.queues {
+			q.mu.Lock()
+		}
 		n = c.takeRoundRobinLocked(dst)
-	}
-	for _, q := range c.queues {
-		q.tookLocked()
-		q.mu.Unlock()
+		for _, q := range c.queues {
+			q.stagedLocked()
+			q.tookLocked()
+			q.mu.Unlock()
+		}
+		for _, q := range c.queues {
+			q.st.mu.Unlock()
+		}
 	}
 	for _, m := range dst[:n] {
 		c.track(m)
@@ -549,23 +610,99 @@ func (c *Consumer) takeLocked(dst []*codec.Message) int {
 	return n
 }
 
-// takeLocked moves up to len(dst) messages of q into dst, highest
-// priority first, each level's in one move. q.mu is held.
-func (q *queue) takeLocked(dst []*codec.Message) int {
+// take moves up to len(dst) messages of q into dst, highest priority
+// first: from the stage alone while it has them and no higher level has
+// come since it was filled, else from the stage and the queue (takeQueued).
+// The messages next in line are then staged, for consumers alone to take:
+// take asks the processor to load them (ring.prefetch), and the next take
+// finds them in its caches (see stage).
+func (q *queue) take(dst []*codec.Message) int {
+	s := q.st
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	n := 0
-	for n < len(dst) && q.filled != 0 {
-		n += q.popLocked(bits.Len16(q.filled)-1, dst[n:])
+	if s.ring.len() > 0 && !s.preempt.Load() {
+		n = s.ring.popFrontInto(dst)
+	}
+	if n < len(dst) {
+		n += q.takeQueued(dst[n:])
+	}
+	s.ring.prefetch(len(dst))
+	return n
+}
+
+// takeQueued moves up to len(dst) messages of q, staged or not, into dst,
+// highest priority first, after staging the highest level if the stage is
+// empty. The stage's mutex is held; takeQueued takes q's.
+func (q *queue) takeQueued(dst []*codec.Message) int {
+	s := q.st
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if s.preempt.Load() {
+		s.preempt.Store(false)
+	}
+	if s.ring.len() == 0 && q.max == 0 && q.filled != 0 {
+		// The level's ring moves whole, and the stage's empty one (its
+		// buffer) takes its place.
+		lvl := bits.Len16(q.filled) - 1
+		s.ring, q.levels[lvl] = q.levels[lvl], s.ring
+		s.lvl = lvl
+		q.filled &^= 1 << lvl
+		q.n -= s.ring.len()
+	}
+	n := 0
+	for n < len(dst) {
+		filled := q.allFilledLocked()
+		if filled == 0 {
+			break
+		}
+		n += q.popBothLocked(bits.Len16(filled)-1, dst[n:])
+	}
+	q.stagedLocked()
+	q.tookLocked()
+	return n
+}
+
+// allFilledLocked returns q.filled with the staged level's bit added. The
+// stage's and q's mutexes are held.
+func (q *queue) allFilledLocked() uint16 {
+	if q.st.ring.len() > 0 {
+		return q.filled | 1<<q.st.lvl
+	}
+	return q.filled
+}
+
+// popBothLocked moves up to len(dst) messages of level lvl into dst, the
+// staged ones first, and returns how many it moved. The stage's and q's
+// mutexes are held.
+func (q *queue) popBothLocked(lvl int, dst []*codec.Message) int {
+	n := 0
+	if s := q.st; s.ring.len() > 0 && s.lvl == lvl {
+		n = s.ring.popFrontInto(dst)
+	}
+	if n < len(dst) && q.filled&(1<<lvl) != 0 {
+		n += q.popLocked(lvl, dst[n:])
 	}
 	return n
 }
 
+// stagedLocked sets q.above after a take: the staged level while the
+// stage has messages. The stage's and q's mutexes are held.
+func (q *queue) stagedLocked() {
+	q.above = levels - 1
+	if s := q.st; s.ring.len() > 0 && !s.preempt.Load() {
+		q.above = int8(s.lvl)
+	}
+}
+
 // takeRoundRobinLocked moves up to len(dst) messages of c's queues into
 // dst: highest priority first; within a level, one message from each
-// queue in turn, starting with c.next. The queue mutexes are held.
+// queue in turn, starting with c.next, each queue's staged messages
+// before its others. The stage and queue mutexes are held.
 func (c *Consumer) takeRoundRobinLocked(dst []*codec.Message) int {
 	var filled uint16
 	for _, q := range c.queues {
-		filled |= q.filled
+		filled |= q.allFilledLocked()
 	}
 	n := 0
 	for ; n < len(dst) && filled != 0; filled &^= 1 << (bits.Len16(filled) - 1) {
@@ -574,10 +711,10 @@ func (c *Consumer) takeRoundRobinLocked(dst []*codec.Message) int {
 			progress = false
 			for k := 0; k < len(c.queues) && n < len(dst); k++ {
 				q := c.queues[(c.next+k)%len(c.queues)]
-				if q.filled&(1<<lvl) == 0 {
+				if q.allFilledLocked()&(1<<lvl) == 0 {
 					continue
 				}
-				n += q.popLocked(lvl, dst[n:n+1])
+				n += q.popBothLocked(lvl, dst[n:n+1])
 				progress = true
 			}
 		}
@@ -714,10 +851,17 @@ func (c *Consumer) requeue(m *codec.Message) {
 	m.Redelivered = true
 	m.Tag = 0
 	q := c.b.queue(m.RoutingKey)
+	s := q.st
+	s.mu.Lock()
 	q.mu.Lock()
-	q.pushFrontLocked(m)
+	if lvl := min(int(m.Priority), levels-1); s.ring.len() > 0 && s.lvl == lvl {
+		s.ring.pushFront(m) // ahead of the staged messages, which are older than the queue's
+	} else {
+		q.pushFrontLocked(m)
+	}
 	q.wakeLocked()
 	q.mu.Unlock()
+	s.mu.Unlock()
 }
 
 // Close implements transport.Consumer: copies of the unacknowledged

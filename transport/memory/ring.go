@@ -1,6 +1,11 @@
 package memory
 
-import "github.com/celerity-go/celerity/codec"
+import (
+	"unsafe"
+
+	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/internal/prefetch"
+)
 
 // ring is a growable FIFO of messages. Its length is a power of two, so
 // that positions wrap with a mask, not a division. It is not safe for
@@ -64,4 +69,22 @@ func (r *ring) popFrontInto(dst []*codec.Message) int {
 	}
 	r.n -= k
 	return k
+}
+
+// prefetchAhead is how many of the messages next in line a take asks the
+// processor to load: the next take's worth at concurrency 2, whose
+// prefetch window is 8 (see stage). Asking for all of a take's room (up
+// to 256 at concurrency 64) measured no better at concurrency 64.
+const prefetchAhead = 8
+
+// messageLines is how many cache lines a message spans.
+const messageLines = (int(unsafe.Sizeof(codec.Message{})) + 63) / 64
+
+// prefetch asks the processor to load the messages next in line, up to k
+// (and prefetchAhead) of them, whole: a worker reads most of a message's
+// lines as it routes and runs it.
+func (r *ring) prefetch(k int) {
+	for i := range min(k, r.n, prefetchAhead) {
+		prefetch.Lines(unsafe.Pointer(r.buf[r.at(i)]), messageLines)
+	}
 }

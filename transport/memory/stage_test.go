@@ -1,0 +1,235 @@
+package memory_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/transport"
+	"github.com/celerity-go/celerity/transport/memory"
+)
+
+// The tests below take a few messages of a backlog, which moves the rest
+// of their level to the queue's stage, and check that the staged messages
+// are still the queue's in every respect: priority order, Len, Purge,
+// requeue order, other consumers and waiting ones.
+
+// publishIDs publishes one message per id to queue q at priority prio.
+func publishIDs(t *testing.T, b *memory.Broker, q string, prio uint8, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		m := codec.AcquireMessage()
+		m.ID, m.RoutingKey, m.Priority = []byte(id), []byte(q), prio
+		if err := b.PublishOne(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// ids names the messages numbered from to to-1: "m<from>"...
+func ids(from, to int) []string {
+	var s []string
+	for i := from; i < to; i++ {
+		s = append(s, fmt.Sprintf("m%d", i))
+	}
+	return s
+}
+
+// poll takes up to n messages from c and returns their ids.
+func poll(t *testing.T, c transport.Consumer, n int) ([]string, []*codec.Message) {
+	t.Helper()
+	buf := make([]*codec.Message, n)
+	k, err := c.(transport.Poller).Poll(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range buf[:k] {
+		got = append(got, string(m.ID))
+	}
+	return got, buf[:k]
+}
+
+func consume(t *testing.T, b *memory.Broker, queues ...string) transport.Consumer {
+	t.Helper()
+	c, err := b.Consume(context.Background(), queues, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func wantIDs(t *testing.T, what string, got []string, want ...string) {
+	t.Helper()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
+}
+
+// A message of a higher priority published after a take staged the
+// backlog comes out first, then the staged ones in order, then those
+// published after them at the staged level.
+func TestStagedBacklogYieldsToHigherPriority(t *testing.T) {
+	b := memory.NewBroker()
+	defer b.Close()
+	publishIDs(t, b, "q", 0, ids(0, 10)...)
+	c := consume(t, b, "q")
+	got, _ := poll(t, c, 2)
+	wantIDs(t, "first take", got, "m0", "m1")
+	publishIDs(t, b, "q", 5, "high")
+	publishIDs(t, b, "q", 0, "m10")
+	got, _ = poll(t, c, 1)
+	wantIDs(t, "take after a priority 5 publish", got, "high")
+	got, _ = poll(t, c, 20)
+	wantIDs(t, "the rest", got, ids(2, 11)...)
+
+	// Again with the higher-priority message arriving while the stage is
+	// being taken from, in a take larger than what is staged.
+	publishIDs(t, b, "q", 0, ids(20, 25)...)
+	got, _ = poll(t, c, 1)
+	wantIDs(t, "first of the second backlog", got, "m20")
+	publishIDs(t, b, "q", 9, "top")
+	got, _ = poll(t, c, 10)
+	wantIDs(t, "take of all", got, "top", "m21", "m22", "m23", "m24")
+}
+
+// Staged messages count in Len and are dropped by Purge.
+func TestStagedMessagesCountInLenAndPurge(t *testing.T) {
+	b := memory.NewBroker()
+	defer b.Close()
+	publishIDs(t, b, "q", 0, ids(0, 10)...)
+	c := consume(t, b, "q")
+	poll(t, c, 3)
+	publishIDs(t, b, "q", 0, "m10")
+	if n := b.Len("q"); n != 8 {
+		t.Fatalf("Len = %d, want 8 (7 staged, 1 queued since)", n)
+	}
+	if n := b.Purge("q"); n != 8 {
+		t.Fatalf("Purge = %d, want 8", n)
+	}
+	if n := b.Len("q"); n != 0 {
+		t.Fatalf("Len after Purge = %d", n)
+	}
+	if got, _ := poll(t, c, 10); len(got) != 0 {
+		t.Fatalf("take after Purge = %v", got)
+	}
+}
+
+// A rejected message goes back in front of the staged ones; a closed
+// consumer's messages go back in front, oldest first.
+func TestRequeueGoesAheadOfStagedMessages(t *testing.T) {
+	b := memory.NewBroker()
+	defer b.Close()
+	publishIDs(t, b, "q", 0, ids(0, 10)...)
+	c := consume(t, b, "q")
+	_, msgs := poll(t, c, 2)
+	if err := c.Reject(true, msgs[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reject(true, msgs[0]); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := poll(t, c, 3)
+	wantIDs(t, "take after two requeues", got, "m0", "m1", "m2")
+
+	c2 := consume(t, b, "q")
+	got, _ = poll(t, c2, 2) // m3 m4, held by c2
+	wantIDs(t, "second consumer's take", got, "m3", "m4")
+	c2.Close()
+	got, _ = poll(t, c, 3)
+	wantIDs(t, "take after the second consumer closed", got, "m3", "m4", "m5")
+}
+
+// A consumer of several queues, and a consumer waiting in Fetch, get what
+// another consumer's take staged.
+func TestStagedMessagesReachOtherConsumers(t *testing.T) {
+	b := memory.NewBroker()
+	defer b.Close()
+	publishIDs(t, b, "q", 0, ids(0, 6)...)
+	c := consume(t, b, "q")
+	poll(t, c, 1) // m1..m5 staged, the queue proper empty
+
+	multi := consume(t, b, "other", "q")
+	got, _ := poll(t, multi, 2)
+	wantIDs(t, "multi-queue take", got, "m1", "m2")
+
+	waiting := consume(t, b, "q")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	buf := make([]*codec.Message, 10)
+	n, err := waiting.Fetch(ctx, buf)
+	if err != nil {
+		t.Fatalf("Fetch with staged messages: %v", err)
+	}
+	var fetched []string
+	for _, m := range buf[:n] {
+		fetched = append(fetched, string(m.ID))
+	}
+	wantIDs(t, "Fetch", fetched, "m3", "m4", "m5")
+
+	// A consumer whose prefetch window is full waits for an ack, then
+	// for messages: the staged ones count.
+	publishIDs(t, b, "q", 0, ids(6, 9)...)
+	one, err := b.Consume(ctx, []string{"q"}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	got, held := poll(t, one, 1) // m6; m7 and m8 staged
+	wantIDs(t, "take with a window of 1", got, "m6")
+	next := make(chan string, 1)
+	go func() {
+		buf := make([]*codec.Message, 1)
+		if n, err := one.Fetch(ctx, buf); err != nil || n != 1 {
+			next <- fmt.Sprintf("Fetch = %d, %v", n, err)
+			return
+		}
+		next <- string(buf[0].ID)
+	}()
+	time.Sleep(20 * time.Millisecond) // let Fetch wait for room
+	if err := one.Ack(held...); err != nil {
+		t.Fatal(err)
+	}
+	if id := <-next; id != "m7" {
+		t.Fatalf("Fetch after the ack: %s, want m7", id)
+	}
+}
+
+// A queue with a MaxLength does not stage: its bound counts every ready
+// message, so a publisher waits until takes bring it down to half.
+func TestBoundedQueueDoesNotStage(t *testing.T) {
+	b := memory.NewBroker(memory.MaxLength(4))
+	defer b.Close()
+	publishIDs(t, b, "q", 0, ids(0, 4)...)
+	c := consume(t, b, "q")
+	poll(t, c, 1)
+	if n := b.Len("q"); n != 3 {
+		t.Fatalf("Len = %d, want 3", n)
+	}
+	done := make(chan error, 1)
+	go func() {
+		m := codec.AcquireMessage()
+		m.ID, m.RoutingKey = []byte("m4"), []byte("q")
+		done <- b.PublishOne(context.Background(), m)
+		m = codec.AcquireMessage()
+		m.ID, m.RoutingKey = []byte("m5"), []byte("q")
+		done <- b.PublishOne(context.Background(), m)
+	}()
+	if err := <-done; err != nil { // 3 ready: room for one
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("publish into a full queue returned %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	poll(t, c, 2) // down to 2 = max/2: the publisher goes on
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got, _ := poll(t, c, 10)
+	wantIDs(t, "the rest", got, "m3", "m4", "m5")
+}
