@@ -113,7 +113,8 @@ func (s *queueSet) find(name []byte) *queue {
 // it reaches the ring's slots. The fields a publish reads before it takes
 // mu (name) or without writing them (max, waiters) are lines away, so
 // that reading them does not fetch mu's line ahead of the lock's write.
-// The padding makes a queue 512 bytes, the largest size the Go allocator
+// (A take that finds messages in the queue's stage does not lock mu at
+// all; see stage.) The padding makes a queue 512 bytes, the largest size the Go allocator
 // serves from spans of equal slots with no header, so a queue starts on a
 // cache line (TestQueueLayout checks both).
 //
