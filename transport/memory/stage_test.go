@@ -62,6 +62,16 @@ func consume(t *testing.T, b *memory.Broker, queues ...string) transport.Consume
 	return c
 }
 
+// backlog returns a broker whose queue "q" holds m0..m<n-1> at priority 0,
+// and a consumer of it.
+func backlog(t *testing.T, n int) (*memory.Broker, transport.Consumer) {
+	t.Helper()
+	b := memory.NewBroker()
+	t.Cleanup(func() { b.Close() })
+	publishIDs(t, b, "q", 0, ids(0, n)...)
+	return b, consume(t, b, "q")
+}
+
 func wantIDs(t *testing.T, what string, got []string, want ...string) {
 	t.Helper()
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -73,10 +83,7 @@ func wantIDs(t *testing.T, what string, got []string, want ...string) {
 // backlog comes out first, then the staged ones in order, then those
 // published after them at the staged level.
 func TestStagedBacklogYieldsToHigherPriority(t *testing.T) {
-	b := memory.NewBroker()
-	defer b.Close()
-	publishIDs(t, b, "q", 0, ids(0, 10)...)
-	c := consume(t, b, "q")
+	b, c := backlog(t, 10)
 	got, _ := poll(t, c, 2)
 	wantIDs(t, "first take", got, "m0", "m1")
 	publishIDs(t, b, "q", 5, "high")
@@ -98,10 +105,7 @@ func TestStagedBacklogYieldsToHigherPriority(t *testing.T) {
 
 // Staged messages count in Len and are dropped by Purge.
 func TestStagedMessagesCountInLenAndPurge(t *testing.T) {
-	b := memory.NewBroker()
-	defer b.Close()
-	publishIDs(t, b, "q", 0, ids(0, 10)...)
-	c := consume(t, b, "q")
+	b, c := backlog(t, 10)
 	poll(t, c, 3)
 	publishIDs(t, b, "q", 0, "m10")
 	if n := b.Len("q"); n != 8 {
@@ -121,10 +125,7 @@ func TestStagedMessagesCountInLenAndPurge(t *testing.T) {
 // A rejected message goes back in front of the staged ones; a closed
 // consumer's messages go back in front, oldest first.
 func TestRequeueGoesAheadOfStagedMessages(t *testing.T) {
-	b := memory.NewBroker()
-	defer b.Close()
-	publishIDs(t, b, "q", 0, ids(0, 10)...)
-	c := consume(t, b, "q")
+	b, c := backlog(t, 10)
 	_, msgs := poll(t, c, 2)
 	if err := c.Reject(true, msgs[1]); err != nil {
 		t.Fatal(err)
