@@ -366,9 +366,13 @@ func releaseAll(msgs []*codec.Message) {
 	}
 }
 
+// level returns the priority level m is queued at: its priority, with
+// those above 9 at 9.
+func level(m *codec.Message) int { return min(int(m.Priority), levels-1) }
+
 // pushLocked queues m behind the messages of its priority. q.mu is held.
 func (q *queue) pushLocked(m *codec.Message) {
-	lvl := min(int(m.Priority), levels-1)
+	lvl := level(m)
 	q.levels[lvl].pushBack(m)
 	q.filledLocked(lvl)
 }
@@ -377,7 +381,7 @@ func (q *queue) pushLocked(m *codec.Message) {
 // queue proper (requeue puts it in the stage when the stage holds its
 // level). q.mu is held.
 func (q *queue) pushFrontLocked(m *codec.Message) {
-	lvl := min(int(m.Priority), levels-1)
+	lvl := level(m)
 	q.levels[lvl].pushFront(m)
 	q.filledLocked(lvl)
 }
@@ -869,7 +873,7 @@ func (c *Consumer) requeue(m *codec.Message) {
 	s := q.st
 	s.mu.Lock()
 	q.mu.Lock()
-	if lvl := min(int(m.Priority), levels-1); s.ring.len() > 0 && s.lvl == lvl {
+	if s.ring.len() > 0 && s.lvl == level(m) {
 		s.ring.pushFront(m) // ahead of the staged messages, which are older than the queue's
 	} else {
 		q.pushFrontLocked(m)

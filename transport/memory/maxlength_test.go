@@ -102,6 +102,43 @@ func TestMaxLengthWaitsForHalf(t *testing.T) {
 	c.Ack(append(first, rest...)...)
 }
 
+// A queue with a MaxLength does not stage (see stage): its bound counts
+// every ready message, so after a take a publisher still waits until takes
+// bring the queue down to half.
+func TestBoundedQueueDoesNotStage(t *testing.T) {
+	ctx := context.Background()
+	b := NewBroker(MaxLength(4))
+	defer b.Close()
+	for i := range 4 {
+		if err := b.PublishOne(ctx, message("q", fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs, err := b.Consume(ctx, []string{"q"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cs.(*Consumer)
+	taken := poll(t, c, 1)
+	if n := b.Len("q"); n != 3 {
+		t.Fatalf("Len = %d, want 3", n)
+	}
+	if err := <-publishing(ctx, b, message("q", "4")); err != nil { // 3 ready: room for one
+		t.Fatal(err)
+	}
+	done := publishing(ctx, b, message("q", "5"))
+	waitBlocked(t, b, "q")
+	taken = append(taken, poll(t, c, 2)...) // down to 2 = max/2: the publisher goes on
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	rest := poll(t, c, 3)
+	if got := ids(rest); got != "3 4 5 " {
+		t.Fatalf("the rest = %q, want 3 4 5", got)
+	}
+	c.Ack(append(taken, rest...)...)
+}
+
 // A batch Publish queues what fits, waits, then queues the rest in order.
 func TestMaxLengthBatchPublish(t *testing.T) {
 	ctx := context.Background()

@@ -202,42 +202,6 @@ func TestStagedMessagesReachOtherConsumers(t *testing.T) {
 	}
 }
 
-// A queue with a MaxLength does not stage: its bound counts every ready
-// message, so a publisher waits until takes bring it down to half.
-func TestBoundedQueueDoesNotStage(t *testing.T) {
-	b := memory.NewBroker(memory.MaxLength(4))
-	defer b.Close()
-	publishIDs(t, b, "q", 0, ids(0, 4)...)
-	c := consume(t, b, "q")
-	poll(t, c, 1)
-	if n := b.Len("q"); n != 3 {
-		t.Fatalf("Len = %d, want 3", n)
-	}
-	done := make(chan error, 1)
-	go func() {
-		m := codec.AcquireMessage()
-		m.ID, m.RoutingKey = []byte("m4"), []byte("q")
-		done <- b.PublishOne(context.Background(), m)
-		m = codec.AcquireMessage()
-		m.ID, m.RoutingKey = []byte("m5"), []byte("q")
-		done <- b.PublishOne(context.Background(), m)
-	}()
-	if err := <-done; err != nil { // 3 ready: room for one
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		t.Fatalf("publish into a full queue returned %v", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	poll(t, c, 2) // down to 2 = max/2: the publisher goes on
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	got, _ := poll(t, c, 10)
-	wantIDs(t, "the rest", got, "m3", "m4", "m5")
-}
-
 // Producers publishing at random priorities, consumers of one queue and of
 // two taking batches of random sizes and requeueing some of what they
 // take: every message is acknowledged exactly once, none is lost, and no
