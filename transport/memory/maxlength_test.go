@@ -55,6 +55,20 @@ func poll(t *testing.T, c *Consumer, n int) []*codec.Message {
 	return buf
 }
 
+// fullQueue returns a broker with MaxLength(n) whose queue "q" is full:
+// messages "0" to n-1.
+func fullQueue(t *testing.T, n int) *Broker {
+	t.Helper()
+	b := NewBroker(MaxLength(n))
+	t.Cleanup(func() { b.Close() })
+	for i := range n {
+		if err := b.PublishOne(context.Background(), message("q", fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
+}
+
 func ids(msgs []*codec.Message) string {
 	s := ""
 	for _, m := range msgs {
@@ -67,13 +81,7 @@ func ids(msgs []*codec.Message) string {
 // half of MaxLength; the waiting message then lands behind the others.
 func TestMaxLengthWaitsForHalf(t *testing.T) {
 	ctx := context.Background()
-	b := NewBroker(MaxLength(4))
-	defer b.Close()
-	for i := range 4 {
-		if err := b.PublishOne(ctx, message("q", fmt.Sprint(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	b := fullQueue(t, 4)
 	done := publishing(ctx, b, message("q", "4"))
 	waitBlocked(t, b, "q")
 	cs, err := b.Consume(ctx, []string{"q"}, 0)
@@ -107,13 +115,7 @@ func TestMaxLengthWaitsForHalf(t *testing.T) {
 // bring the queue down to half.
 func TestBoundedQueueDoesNotStage(t *testing.T) {
 	ctx := context.Background()
-	b := NewBroker(MaxLength(4))
-	defer b.Close()
-	for i := range 4 {
-		if err := b.PublishOne(ctx, message("q", fmt.Sprint(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	b := fullQueue(t, 4)
 	cs, err := b.Consume(ctx, []string{"q"}, 0)
 	if err != nil {
 		t.Fatal(err)
