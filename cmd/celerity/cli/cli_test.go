@@ -148,8 +148,9 @@ func TestSecondInterruptEndsAWorkerStuckInATask(t *testing.T) {
 			}
 			t.Cleanup(func() { cmd.Process.Kill() })
 			var out interoptest.SyncBuffer
-			started := make(chan struct{})
+			started, read := make(chan struct{}), make(chan struct{})
 			go func() {
+				defer close(read)
 				sc := bufio.NewScanner(stderr)
 				for sc.Scan() {
 					fmt.Fprintln(&out, sc.Text())
@@ -167,7 +168,9 @@ func TestSecondInterruptEndsAWorkerStuckInATask(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 			cmd.Process.Signal(os.Interrupt) // cold
 			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
+			// Wait closes the pipe: it must not run before everything the
+			// worker wrote has been read (the last line was lost once).
+			go func() { <-read; exited <- cmd.Wait() }()
 			select {
 			case err := <-exited:
 				if code := cmd.ProcessState.ExitCode(); code != c.code {
