@@ -299,6 +299,11 @@ func TestPreforkRejectedAndUndecodableTasksSettleTheirMessages(t *testing.T) {
 			t.Fatalf("rejected %d, failed %d; want 1 and 1", w.Stats().Rejected.Load(), w.Stats().Failed.Load())
 		}
 	}
+	// The stats count a task just before its message is settled: wait for
+	// the settling, then check that it is both messages, once each.
+	for deadline := time.Now().Add(20 * time.Second); broker.settled.Load() < 2 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if n := broker.settled.Load(); n != 2 {
 		t.Fatalf("%d messages acknowledged or rejected, want both", n)
 	}
