@@ -11,32 +11,42 @@ import (
 // bigger ones are dropped so one huge message does not pin memory forever.
 const maxPooledScratch = 64 << 10
 
-// messagePool recycles messages one at a time. In the engine a message is
-// built on one processor and released on another, so most Gets take one
-// from another processor's pool; two ways of moving released messages in
-// batches instead were measured slower in engine's
-// BenchmarkEngineMemoryNoop at c=2 (medians of 11 interleaved runs): a
-// sync.Pool of 32-message batches, with Acquire taking one from the
-// current batch (+6 % ns/task: two pool operations per Acquire), and a
-// mutex-guarded depot that an empty pool refills from 32 at a time (+31 %).
-// A third, measured after the benchmark stopped moving a counter between
-// the cores, was slower too (+8 to +10 %, 11-15 runs): released messages
+// messagePool recycles the messages that free (see freeRing) has no room
+// for, and those free hands over at each garbage collection. In the
+// engine a message is built on one processor and released on another, so
+// most Gets from a sync.Pool take one from another processor's pool.
+// Ways of moving released messages in batches were measured slower in
+// engine's BenchmarkEngineMemoryNoop at c=2 (medians of interleaved runs):
+// a sync.Pool of 32-message batches, with Acquire taking one from the
+// current batch (+6 % ns/task, 11 runs: two pool operations per Acquire;
+// measured again once the memory broker's queue cost one cache line per
+// take instead of two, x0.90 in the VMs' near vCPU placement, 17 runs, but
+// x1.39 at c=2 and x1.50 at c=64 in the far one, 6 runs; and once more,
+// with batches of up to 16 from each executor's flush, near c=2 181 -> 209
+// ns/task, 13 runs, the worker's take and run and the producer's fill
+// each 25-50 CPU cycles per task slower); a mutex-guarded depot that an
+// empty pool refills from 32 at a time (+31 %); and released messages
 // linked through a field of their own onto a lock-free stack that an
-// Acquire empties at once, the rest of the chain kept in a sync.Pool.
-// Walking the chain reads each message's link before using it, a load
-// that waits for a cache line on the other core, where clearing a message
-// only stores to it and the processor does not wait for stores. The
-// first, measured again once the memory broker's queue cost one cache
-// line per take instead of two, was faster in the VMs' near vCPU placement
-// (c=2 and c=64 x0.90, 17 interleaved runs) and much slower in the far
-// one (c=2 x1.39, c=64 x1.50 against the code without it, 6 runs).
+// Acquire empties at once, the rest of the chain kept in a sync.Pool (+8
+// to +10 %, 11-15 runs): walking the chain reads each message's link
+// before using it, a load that waits for a cache line on the other core,
+// where clearing a message only stores to it and the processor does not
+// wait for stores.
 var messagePool = sync.Pool{New: func() any { return new(Message) }}
+
+// pooled returns a released message, from free first, or a new one.
+func pooled() *Message {
+	if m := free.get(); m != nil {
+		return m
+	}
+	return messagePool.Get().(*Message)
+}
 
 // AcquireMessage returns a Reset Message from a pool. Pair it with
 // ReleaseMessage. AcquireMessage and ReleaseMessage are safe for concurrent
 // use; the Message itself is not.
 func AcquireMessage() *Message {
-	m := messagePool.Get().(*Message)
+	m := pooled()
 	// A pooled Message is new, was Reset by ReleaseMessage, or is marked
 	// self-contained and left to be cleared here (see MarkSelfContained):
 	// clearing costs as much as the rest of building a message, so it is
@@ -64,7 +74,7 @@ func AcquireMessage() *Message {
 // BenchmarkEngineMemoryNoop at c=2 runs x0.92 ns/task on two processors
 // (11 interleaved runs), x1.00 on one, where no line changes cores.
 func AcquireMessageToOverwrite() *Message {
-	m := messagePool.Get().(*Message)
+	m := pooled()
 	if len(m.scratch) > 0 {
 		m.scratch = m.scratch[:0]
 	}
@@ -105,7 +115,9 @@ func ReleaseMessage(m *Message) {
 	} else if !m.selfContained {
 		m.Reset()
 	}
-	messagePool.Put(m)
+	if !free.put(m) {
+		messagePool.Put(m)
+	}
 }
 
 // NewID sets m.ID to a fresh random UUID4 in canonical text form, stored
