@@ -15,19 +15,20 @@ import (
 // sync.Pool keeps both ends of a processor's queue in one word: a
 // producer stealing a message from the worker's processor and the worker
 // releasing the next one write the same line, once per message. With the
-// ring in front of it, engine's BenchmarkEngineMemoryNoop ran c=2 x0.88
-// near and x0.77 far, c=64 x0.84 near and x0.81 far (medians of
-// interleaved per-pair ratios, 58 pairs near and 4 far; a second set with
-// 8192 cells, 61 and 6 pairs: x0.88, x0.81, x0.81, x0.83). A 1024-cell ring,
-// smaller than the benchmark's backlog, was slower far (c=64 x1.37): the
-// overflow mixes the two pools.
+// ring in front of it, engine's BenchmarkEngineMemoryNoop ran c=2 x0.905
+// near and x0.770 far, c=64 x0.882 near and x0.895 far (medians of
+// per-pair ratios, 66 interleaved pairs near and 9 far). Rings of 2048,
+// 8192 and 16384 cells measured about as well; one of 1024, smaller than
+// the benchmark's backlog, was slower far (c=64 x1.37): the overflow
+// mixes the two pools.
 //
 // What it costs:
 //   - The ring holds up to freeRingSize released messages (3 MiB at 768
-//     bytes each, more with their scratch buffers) that sync.Pool would
-//     have let the collector free. Each garbage collection empties it into
-//     messagePool (drainOnGC), whose own policy then applies, so an idle
-//     process keeps them no longer than with sync.Pool alone.
+//     bytes each, up to 64 KiB more each with their scratch buffers, see
+//     maxPooledScratch), as sync.Pool would until the next collection.
+//     Each garbage collection empties the ring into messagePool
+//     (drainOnGC), whose own policy then applies: an idle process frees
+//     them one collection later than with sync.Pool alone.
 //   - It is one queue for the whole process, where sync.Pool has one per
 //     processor: a release or acquire that loses a race for its cell a few
 //     times in a row goes to messagePool instead of waiting, so many
