@@ -200,7 +200,7 @@ func (r *freeRing) drain() {
 // gcSentinel is an object that lives for one garbage collection cycle.
 type gcSentinel struct{ _ *byte }
 
-// drainOnGC empties the ring into messagePool after the next garbage
+// drainOnGC empties the rings into messagePool after the next garbage
 // collection, and again after each one following.
 func drainOnGC() {
 	runtime.AddCleanup(new(gcSentinel), func(struct{}) {

@@ -137,9 +137,8 @@ func TestFreeRingsTakeFromOtherProcessors(t *testing.T) {
 	}
 }
 
-// TestFreeRingDrainsOnGC: each garbage collection hands what the ring
-// holds to messagePool, so an idle process keeps no more than sync.Pool
-// alone would.
+// TestFreeRingDrainsOnGC: each garbage collection hands what the rings
+// hold to messagePool, whose own policy then applies.
 func TestFreeRingDrainsOnGC(t *testing.T) {
 	drained := func(when string) {
 		t.Helper()
