@@ -91,8 +91,8 @@ func newFreeRings(procs int) *freeRings {
 	return rs
 }
 
-// put queues m in the current processor's ring.
-func (rs *freeRings) put(m *Message) bool { return rs.rings[processor()&rs.mask].put(m) }
+// local returns the current processor's ring.
+func (rs *freeRings) local() *freeRing { return rs.rings[processor()&rs.mask] }
 
 // get takes a message from the current processor's ring, or else from the
 // first other one that has one.

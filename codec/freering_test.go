@@ -132,8 +132,8 @@ func TestFreeRingsTakeFromOtherProcessors(t *testing.T) {
 		t.Fatal("get from empty rings returned a message")
 	}
 	m := new(Message)
-	if !rs.put(m) || rs.get() != m {
-		t.Error("a message put was not the one got back")
+	if !rs.local().put(m) || rs.get() != m {
+		t.Error("a message put in the local ring was not the one got back")
 	}
 }
 
@@ -167,4 +167,27 @@ func held() (n uint64) {
 		n += r.enq.Load() - r.deq.Load()
 	}
 	return n
+}
+
+// TestReleaseMessages: each message is readied as ReleaseMessage readies
+// one (reset unless self-contained, an oversized scratch dropped), and nil
+// entries are skipped.
+func TestReleaseMessages(t *testing.T) {
+	plain := &Message{Task: []byte("tasks.add")}
+	big := &Message{scratch: make([]byte, 0, maxPooledScratch+1)}
+	big.MarkSelfContained()
+	big.Task = big.Own([]byte("tasks.big"))
+	own := new(Message)
+	own.MarkSelfContained()
+	own.Task = []byte("tasks.own")
+	ReleaseMessages([]*Message{plain, nil, big, own})
+	if plain.Task != nil {
+		t.Errorf("a message not marked self-contained kept Task %q", plain.Task)
+	}
+	if big.Task != nil || big.scratch != nil {
+		t.Errorf("an oversized scratch was kept: Task %q, cap(scratch) %d", big.Task, cap(big.scratch))
+	}
+	if string(own.Task) != "tasks.own" {
+		t.Errorf("a self-contained message was cleared on release: Task %q", own.Task)
+	}
 }

@@ -109,15 +109,32 @@ func ReleaseMessage(m *Message) {
 	if m == nil {
 		return
 	}
+	if r := free.local(); !r.put(released(m)) {
+		messagePool.Put(m)
+	}
+}
+
+// ReleaseMessages is ReleaseMessage for each of ms, finding the current
+// processor's ring once.
+func ReleaseMessages(ms []*Message) {
+	r := free.local()
+	for _, m := range ms {
+		if m != nil && !r.put(released(m)) {
+			messagePool.Put(m)
+		}
+	}
+}
+
+// released readies m for the pool: reset unless self-contained, and never
+// with a scratch buffer over maxPooledScratch.
+func released(m *Message) *Message {
 	if cap(m.scratch) > maxPooledScratch {
 		m.Reset() // views into the dropped scratch must not keep it alive
 		m.scratch = nil
 	} else if !m.selfContained {
 		m.Reset()
 	}
-	if !free.put(m) {
-		messagePool.Put(m)
-	}
+	return m
 }
 
 // NewID sets m.ID to a fresh random UUID4 in canonical text form, stored

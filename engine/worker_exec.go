@@ -863,9 +863,7 @@ func (w *Worker) flushSlot(st *slotState) {
 		clear(st.pending)
 		st.pending = st.pending[:0]
 	}
-	for _, m := range st.release {
-		codec.ReleaseMessage(m)
-	}
+	codec.ReleaseMessages(st.release)
 	clear(st.release)
 	st.release = st.release[:0]
 }
