@@ -109,9 +109,7 @@ func ReleaseMessage(m *Message) {
 	if m == nil {
 		return
 	}
-	if r := free.local(); !r.put(released(m)) {
-		messagePool.Put(m)
-	}
+	release(free.local(), m)
 }
 
 // ReleaseMessages is ReleaseMessage for each of ms, finding the current
@@ -119,22 +117,25 @@ func ReleaseMessage(m *Message) {
 func ReleaseMessages(ms []*Message) {
 	r := free.local()
 	for _, m := range ms {
-		if m != nil && !r.put(released(m)) {
-			messagePool.Put(m)
+		if m != nil {
+			release(r, m)
 		}
 	}
 }
 
-// released readies m for the pool: reset unless self-contained, and never
-// with a scratch buffer over maxPooledScratch.
-func released(m *Message) *Message {
+// release readies m for the pool (reset unless self-contained, and never
+// with a scratch buffer over maxPooledScratch) and queues it in r, or in
+// messagePool when r refuses it.
+func release(r *freeRing, m *Message) {
 	if cap(m.scratch) > maxPooledScratch {
 		m.Reset() // views into the dropped scratch must not keep it alive
 		m.scratch = nil
 	} else if !m.selfContained {
 		m.Reset()
 	}
-	return m
+	if !r.put(m) {
+		messagePool.Put(m)
+	}
 }
 
 // NewID sets m.ID to a fresh random UUID4 in canonical text form, stored
