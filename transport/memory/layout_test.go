@@ -21,6 +21,7 @@ func TestQueueLayout(t *testing.T) {
 	hot := map[string]uintptr{
 		"filled":          unsafe.Offsetof(q.filled),
 		"n":               unsafe.Offsetof(q.n),
+		"staged":          unsafe.Offsetof(q.staged),
 		"levels[0] start": unsafe.Offsetof(q.levels),
 		"levels[0] end":   unsafe.Offsetof(q.levels) + unsafe.Sizeof(q.levels[0]) - 1,
 	}

@@ -97,8 +97,13 @@ func TestMaxLengthWaitsForHalf(t *testing.T) {
 	}
 	waitBlocked(t, b, "q")
 	first = append(first, poll(t, c, 1)...) // 2 left: half
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("publisher still waiting with the queue at half its bound")
 	}
 	if n := b.Len("q"); n != 3 {
 		t.Fatalf("Len = %d after the waiting publish, want 3", n)
@@ -110,10 +115,11 @@ func TestMaxLengthWaitsForHalf(t *testing.T) {
 	c.Ack(append(first, rest...)...)
 }
 
-// A queue with a MaxLength does not stage (see stage): its bound counts
-// every ready message, so after a take a publisher still waits until takes
-// bring the queue down to half.
-func TestBoundedQueueDoesNotStage(t *testing.T) {
+// A queue with a MaxLength stages (see stage), and its bound counts the
+// staged messages: after a take a publisher finds room only for what the
+// take removed, then waits until takes from the stage alone bring the
+// queue down to half.
+func TestBoundedQueueCountsStagedMessages(t *testing.T) {
 	ctx := context.Background()
 	b := fullQueue(t, 4)
 	cs, err := b.Consume(ctx, []string{"q"}, 0)
@@ -124,6 +130,13 @@ func TestBoundedQueueDoesNotStage(t *testing.T) {
 	taken := poll(t, c, 1)
 	if n := b.Len("q"); n != 3 {
 		t.Fatalf("Len = %d, want 3", n)
+	}
+	q := b.queue([]byte("q"))
+	q.st.mu.Lock()
+	staged := q.st.ring.len()
+	q.st.mu.Unlock()
+	if staged != 3 {
+		t.Fatalf("%d messages staged after the first take, want the other 3", staged)
 	}
 	if err := <-publishing(ctx, b, message("q", "4")); err != nil { // 3 ready: room for one
 		t.Fatal(err)
@@ -139,6 +152,39 @@ func TestBoundedQueueDoesNotStage(t *testing.T) {
 		t.Fatalf("the rest = %q, want 3 4 5", got)
 	}
 	c.Ack(append(taken, rest...)...)
+}
+
+// A message requeued into the stage counts against the bound at once.
+func TestMaxLengthCountsRequeuedStagedMessages(t *testing.T) {
+	ctx := context.Background()
+	b := fullQueue(t, 4)
+	cs, err := b.Consume(ctx, []string{"q"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cs.(*Consumer)
+	held := poll(t, c, 3) // "3" is left, staged
+	if err := c.Reject(true, held[0]); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 { // 2 ready: room for 2
+		if err := b.PublishOne(ctx, message("q", fmt.Sprint(4+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := b.PublishOne(short, message("q", "6")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("publish into a full queue = %v, want it to wait", err)
+	}
+	if n := b.Len("q"); n != 4 {
+		t.Fatalf("Len = %d, want 4", n)
+	}
+	rest := poll(t, c, 4)
+	if got := ids(rest); got != "0 3 4 5 " {
+		t.Fatalf("the rest = %q, want 0 3 4 5", got)
+	}
+	c.Ack(append(held[1:], rest...)...)
 }
 
 // A batch Publish queues what fits, waits, then queues the rest in order.
@@ -258,6 +304,9 @@ func TestMaxLengthConcurrent(t *testing.T) {
 		}
 		if n > bound {
 			t.Fatalf("fetched %d messages from a queue bounded to %d", n, bound)
+		}
+		if l := b.Len("q"); l > bound {
+			t.Fatalf("Len = %d in a queue bounded to %d", l, bound)
 		}
 		for _, m := range buf[:n] {
 			if seen[string(m.ID)] {
