@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/celerity-go/celerity/transport/memory"
 )
 
 // cpuTime returns the CPU time (user + system) this process has used, in
@@ -123,6 +125,46 @@ func BenchmarkEngineMemoryNoop(b *testing.B) {
 					for int64(i)-done.Load() > 4096 {
 						runtime.Gosched()
 					}
+				}
+			}
+			for done.Load() < int64(b.N) {
+				runtime.Gosched()
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/task")
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/task")
+		})
+	}
+}
+
+// BenchmarkEngineMemoryNoopBounded is BenchmarkEngineMemoryNoop with the
+// backlog bounded by the broker instead of the harness: the memory
+// broker's queues hold at most 4096 messages (memory.MaxLength), and the
+// producer waits in its send when the queue is full, as a service that
+// wants back-pressure would run it (and as celerity bench's throughput
+// scenario does).
+func BenchmarkEngineMemoryNoopBounded(b *testing.B) {
+	for _, c := range []int{2, 64} {
+		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
+			app := MustNew(Config{Broker: memory.NewBroker(memory.MaxLength(4096))})
+			defer app.Close()
+			RegisterRaw(app, "bench.noop", func(context.Context, *Task) error { return nil }, TaskIgnoreResult(true))
+			w, err := app.Worker(WorkerConfig{Concurrency: c})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			stopped := make(chan struct{})
+			go func() { w.Run(ctx); close(stopped) }()
+			defer func() { cancel(); <-stopped }()
+			done := &w.Stats().Succeeded
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			for range b.N {
+				if err := app.SendRaw(ctx, "bench.noop", nil, nil); err != nil {
+					b.Fatal(err)
 				}
 			}
 			for done.Load() < int64(b.N) {
