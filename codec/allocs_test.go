@@ -63,6 +63,12 @@ func TestAllocsBody(t *testing.T) {
 	var buf []byte
 	assertNoAllocs(t, "AppendJSONBody", func() { buf = AppendJSONBody(buf[:0], []byte("[1]"), nil, nil) })
 	assertNoAllocs(t, "NewID", func() { m.NewID(); m.NewDeliveryTag() })
+	elems, array := make([][]byte, 0, 4), []byte(`[2, "x", {"a": [1]}]`)
+	assertNoAllocs(t, "AppendJSONArrayElems", func() {
+		if _, err := AppendJSONArrayElems(elems[:0], array); err != nil {
+			t.Fatal(err)
+		}
+	})
 	ReleaseMessage(m)
 }
 

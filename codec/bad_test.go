@@ -106,6 +106,50 @@ func TestDecodeRedisEnvelopeBadInput(t *testing.T) {
 	}
 }
 
+func TestAppendJSONArrayElems(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string][]string{
+		`[]`:                                  nil,
+		` [ 1 ] `:                             {`1`},
+		`[2, "a,b", {"k": [1, 2]}, [], null]`: {`2`, `"a,b"`, `{"k": [1, 2]}`, `[]`, `null`},
+		`[NaN, -Infinity, "\"]", 1e5]`:        {`NaN`, `-Infinity`, `"\"]"`, `1e5`},
+	} {
+		got, err := AppendJSONArrayElems(make([][]byte, 1, 4), []byte(in))
+		if err != nil {
+			t.Errorf("AppendJSONArrayElems(%s): %v", in, err)
+			continue
+		}
+		if got[0] != nil || len(got)-1 != len(want) {
+			t.Errorf("AppendJSONArrayElems(%s) = %q, want dst's element then %q", in, got, want)
+			continue
+		}
+		for i, w := range want {
+			if string(got[i+1]) != w {
+				t.Errorf("AppendJSONArrayElems(%s)[%d] = %s, want %s", in, i, got[i+1], w)
+			}
+		}
+	}
+	tests := []struct {
+		in, msg string
+		err     error
+	}{
+		{"", "codec: array: unexpected end of input", ErrTruncated},
+		{`{"a": 1}`, "codec: array: want an array, got object", ErrBodyShape},
+		{`"x"`, "want an array, got string", ErrBodyShape},
+		{`[1, 2`, "unexpected end of input", ErrTruncated},
+		{`[1,]`, "invalid character ']'", ErrSyntax},
+		{`[1] [2]`, "invalid character '['", ErrSyntax},
+		{`[1 2]`, "invalid character '2'", ErrSyntax},
+		{strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1), "", ErrTooDeep},
+	}
+	for _, tt := range tests {
+		_, err := AppendJSONArrayElems(nil, []byte(tt.in))
+		if !errors.Is(err, tt.err) || err == nil || !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("AppendJSONArrayElems(%q) = %v, want %v containing %q", tt.in, err, tt.err, tt.msg)
+		}
+	}
+}
+
 func TestSplitJSONBodyBadInput(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -30,6 +30,41 @@ func AppendJSONBody(dst, args, kwargs, embed []byte) []byte {
 	return append(dst, ']')
 }
 
+// AppendJSONArrayElems appends views of the elements of the JSON array src
+// to dst, in order, and returns dst: a task's positional arguments, for
+// example, each left for the caller to decode. src is validated as exactly
+// one JSON array (nesting at most MaxDepth). Errors are *DecodeError
+// wrapping ErrBodyShape (src is not an array), ErrSyntax, ErrTruncated or
+// ErrTooDeep. It allocates only to grow dst.
+func AppendJSONArrayElems(dst [][]byte, src []byte) ([][]byte, error) {
+	s := scanner{src: src}
+	if c := s.peek(); c != '[' {
+		if c == 0 {
+			return dst, withPlace(s.err(), "array", "")
+		}
+		return dst, &DecodeError{Part: "array", Err: ErrBodyShape, Detail: "want an array, got " + kindName(c)}
+	}
+	_ = s.open('[')
+	for first := true; ; first = false {
+		done, err := s.elem(first)
+		if err != nil {
+			return dst, withPlace(err, "array", "")
+		}
+		if done {
+			break
+		}
+		v, err := s.skip()
+		if err != nil {
+			return dst, withPlace(err, "array", "")
+		}
+		dst = append(dst, v)
+	}
+	if err := s.end(); err != nil {
+		return dst, withPlace(err, "array", "")
+	}
+	return dst, nil
+}
+
 // SplitJSONBody checks that body is exactly a JSON 3-array [args, kwargs,
 // embed] with args an array, kwargs an object and embed an object or null,
 // and returns views of the three elements (embed is nil when null). The

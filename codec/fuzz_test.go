@@ -140,6 +140,41 @@ func FuzzSplitJSONBody(f *testing.F) {
 	})
 }
 
+func FuzzAppendJSONArrayElems(f *testing.F) {
+	f.Add([]byte(`[2, "a,b", {"k": [1, 2]}, [], null]`))
+	f.Add([]byte(`[NaN, -Infinity, 1e5, "\ud83d\ude00"]`))
+	f.Add([]byte(`[1, 2`))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		elems, err := AppendJSONArrayElems(nil, src)
+		if !bytes.ContainsAny(src, "NI") && bytes.Count(src, []byte("["))+bytes.Count(src, []byte("{")) < MaxDepth {
+			if std := json.Valid(src) && bytes.HasPrefix(bytes.TrimLeft(src, " \t\r\n"), []byte("[")); (err == nil) != std {
+				t.Fatalf("AppendJSONArrayElems err = %v, but encoding/json says valid array = %v for %q", err, std, src)
+			}
+		}
+		if err != nil {
+			return
+		}
+		// The elements, joined again, make an array that splits the same.
+		again := []byte{'['}
+		for i, e := range elems {
+			if i > 0 {
+				again = append(again, ',')
+			}
+			again = append(again, e...)
+		}
+		again = append(again, ']')
+		elems2, err := AppendJSONArrayElems(nil, again)
+		if err != nil || len(elems2) != len(elems) {
+			t.Fatalf("re-split of %s: %d elements, %v; want %d", again, len(elems2), err, len(elems))
+		}
+		for i := range elems {
+			if !bytes.Equal(elems[i], elems2[i]) {
+				t.Fatalf("re-split of %s: element %d = %s, want %s", again, i, elems2[i], elems[i])
+			}
+		}
+	})
+}
+
 func FuzzParseISOTime(f *testing.F) {
 	for _, s := range []string{"2026-11-24T02:14:43.676182+00:00", "2024-01-02T03:04:05Z", "2026-11-24T02:14:49.489844",
 		"2030-1-3", "2030-01-03 10:20-05:30", "9999-12-31T23:59:59.999999999Z"} {
