@@ -1,0 +1,79 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/transport"
+	"github.com/celerity-go/celerity/transport/memory"
+)
+
+// subscribeCounter is a memory backend that counts subscriptions and runs
+// beforeSubscribe, if set, as each one starts (before it is live).
+type subscribeCounter struct {
+	*memory.Backend
+	subscribes      atomic.Int64
+	beforeSubscribe func()
+}
+
+func (b *subscribeCounter) Subscribe(ctx context.Context, taskID string) (transport.Subscription, error) {
+	b.subscribes.Add(1)
+	if b.beforeSubscribe != nil {
+		b.beforeSubscribe()
+	}
+	return b.Backend.Subscribe(ctx, taskID)
+}
+
+// Get of a finished task reads its record and returns; only a task not
+// yet finished is subscribed to.
+func TestGetReadsAFinishedResultWithoutSubscribing(t *testing.T) {
+	t.Parallel()
+	backend := &subscribeCounter{Backend: memory.NewBackend()}
+	app := newApp(t, Config{Backend: backend})
+	add := Register2(app, "t.add", func(_ context.Context, a, b int) (int, error) { return a + b, nil })
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	r, err := add.Delay(ctx, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the task finishes", func() bool { ok, _ := r.Ready(ctx); return ok })
+	if v, err := r.Get(ctx); err != nil || v != 5 {
+		t.Fatalf("Get = %v, %v; want 5", v, err)
+	}
+	if n := backend.subscribes.Load(); n != 0 {
+		t.Fatalf("%d subscriptions to read a finished task's result, want 0", n)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := ResultOf[int](app, "no-such-task").Get(short); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Get of a task that never ran = %v, want ErrTimeout", err)
+	}
+	if n := backend.subscribes.Load(); n != 1 {
+		t.Fatalf("%d subscriptions to wait for a pending task, want 1", n)
+	}
+}
+
+// A record stored after Get's first read but before its subscription is
+// live is not published to it; Get reads the record again once
+// subscribed, and finds it.
+func TestGetFindsARecordStoredAsItSubscribes(t *testing.T) {
+	t.Parallel()
+	backend := &subscribeCounter{Backend: memory.NewBackend()}
+	const id = "00000000-0000-4000-8000-000000000007"
+	backend.beforeSubscribe = func() {
+		rec := codec.AppendResultJSON(nil, &codec.Result{State: codec.StateSuccess, Result: []byte("7"), TaskID: []byte(id)})
+		if err := backend.StoreResults(context.Background(), transport.ResultRecord{TaskID: []byte(id), Data: rec}); err != nil {
+			t.Error(err)
+		}
+	}
+	app := newApp(t, Config{Backend: backend})
+	ctx := testCtx(t, 10*time.Second)
+	if v, err := ResultOf[int](app, id).Get(ctx); err != nil || v != 7 {
+		t.Fatalf("Get = %v, %v; want 7", v, err)
+	}
+}
