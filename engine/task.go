@@ -207,42 +207,50 @@ func RegisterRaw(app *App, name string, h Handler, opts ...TaskOption) {
 	app.register(def)
 }
 
-// argList decodes a task's arguments into n positional values, taking
-// missing positions from kwargs by parameter name.
-func argList(t *Task, n int) ([]json.RawMessage, error) {
-	var args []json.RawMessage
+// maxTypedArgs is the most positional arguments a typed handler takes
+// (Register3).
+const maxTypedArgs = 3
+
+// argList splits a task's arguments into n (at most maxTypedArgs) raw
+// positional values, views of the task's args, taking missing positions
+// from kwargs by parameter name. Positional arguments alone cost no
+// allocation.
+func argList(t *Task, n int) ([maxTypedArgs][]byte, error) {
+	var out [maxTypedArgs][]byte
+	args := out[:0]
 	if len(t.args) > 0 {
-		if err := json.Unmarshal(t.args, &args); err != nil {
-			return nil, fmt.Errorf("%w: args: %v", ErrBadArgs, err)
+		var err error
+		if args, err = codec.AppendJSONArrayElems(args, t.args); err != nil {
+			return out, fmt.Errorf("%w: args: %v", ErrBadArgs, err)
 		}
 	}
 	if len(args) > n {
-		return nil, fmt.Errorf("%w: %s takes %d positional arguments but %d were given", ErrBadArgs, t.Name, n, len(args))
+		return out, fmt.Errorf("%w: %s takes %d positional arguments but %d were given", ErrBadArgs, t.Name, n, len(args))
 	}
 	if len(args) == n {
-		return args, nil
+		return out, nil
 	}
 	var kw map[string]json.RawMessage
 	if len(t.kwargs) > 0 {
 		if err := json.Unmarshal(t.kwargs, &kw); err != nil {
-			return nil, fmt.Errorf("%w: kwargs: %v", ErrBadArgs, err)
+			return out, fmt.Errorf("%w: kwargs: %v", ErrBadArgs, err)
 		}
 	}
 	params := t.def.opts.params
 	for i := len(args); i < n; i++ {
 		if i >= len(params) {
-			return nil, fmt.Errorf("%w: %s missing positional argument %d (name the parameters with engine.Params to pass them as kwargs)", ErrBadArgs, t.Name, i+1)
+			return out, fmt.Errorf("%w: %s missing positional argument %d (name the parameters with engine.Params to pass them as kwargs)", ErrBadArgs, t.Name, i+1)
 		}
 		v, ok := kw[params[i]]
 		if !ok {
-			return nil, fmt.Errorf("%w: %s missing argument %q", ErrBadArgs, t.Name, params[i])
+			return out, fmt.Errorf("%w: %s missing argument %q", ErrBadArgs, t.Name, params[i])
 		}
-		args = append(args, v)
+		out[i] = v
 	}
-	return args, nil
+	return out, nil
 }
 
-func decodeArg[T any](raw json.RawMessage, i int, name string) (T, error) {
+func decodeArg[T any](raw []byte, i int, name string) (T, error) {
 	var v T
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return v, fmt.Errorf("%w: %s argument %d: %v", ErrBadArgs, name, i+1, err)

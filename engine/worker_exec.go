@@ -29,6 +29,9 @@ type slotState struct {
 	ageAt   uint             // unsent count at which afterTask looks at the age of pending acks
 	rec     codec.Result
 	buf     []byte
+	// stored is storeResult's argument list: a slice made at the call
+	// would be allocated, since the backend is an interface.
+	stored  [1]transport.ResultRecord
 	fetched []*codec.Message // poll's batch
 	ready   []job            // poll's runnable jobs
 	// lookedAt is the ratelimit.Now afterTask last read, if no task has
@@ -710,8 +713,13 @@ func (w *Worker) storeResult(ctx context.Context, r *codec.Result, st *slotState
 		r.Retries, r.Queue = t.Retries, t.msg.RoutingKey
 	}
 	buf = codec.AppendResultJSON(buf, r)
-	err := b.StoreResults(ctx, transport.ResultRecord{TaskID: r.TaskID, Data: buf})
-	if st != nil && cap(buf) > cap(st.buf) {
+	if st == nil {
+		return b.StoreResults(ctx, transport.ResultRecord{TaskID: r.TaskID, Data: buf})
+	}
+	st.stored[0] = transport.ResultRecord{TaskID: r.TaskID, Data: buf}
+	err := b.StoreResults(ctx, st.stored[:]...)
+	st.stored[0] = transport.ResultRecord{} // holds no views past the call
+	if cap(buf) > cap(st.buf) {
 		st.buf = buf[:0]
 	}
 	return err
