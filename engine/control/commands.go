@@ -588,9 +588,12 @@ func cmdPoolShrink(_ context.Context, r *Request) (any, error) {
 	return OK("pool will shrink"), nil
 }
 
-// cmdAutoscale updates the worker's autoscaler (ServerOptions.Autoscale).
-// A worker without one gets its pool set to max executors and keeps it
-// there; min is then only recorded for stats.
+// errNoAutoscaler is Celery's reply to autoscale from a worker started
+// without --autoscale: the repr of the ValueError its handler raises.
+var errNoAutoscaler = errors.New("ValueError('Autoscale not enabled')")
+
+// cmdAutoscale updates the worker's autoscaler (ServerOptions.Autoscale);
+// a worker without one replies an error and keeps its pool, as Celery's.
 func cmdAutoscale(_ context.Context, r *Request) (any, error) {
 	var a struct {
 		Max *int `json:"max"`
@@ -607,22 +610,19 @@ func cmdAutoscale(_ context.Context, r *Request) (any, error) {
 	if a.Min != nil {
 		minN = *a.Min
 	}
+	f := r.Server.opts.Autoscale
+	if f == nil {
+		return nil, errNoAutoscaler
+	}
 	if maxN < 1 || minN > maxN {
 		return nil, fmt.Errorf("autoscale: bad range max=%d min=%d", maxN, minN)
 	}
-	if f := r.Server.opts.Autoscale; f != nil {
-		hi, lo, err := f(maxN, minN)
-		if err != nil {
-			return nil, err
-		}
-		r.Server.scaleMin.Store(int64(lo))
-		return OK(fmt.Sprintf("autoscale now max=%d min=%d", hi, lo)), nil
-	}
-	if err := r.Worker.ResizePool(maxN); err != nil {
+	hi, lo, err := f(maxN, minN)
+	if err != nil {
 		return nil, err
 	}
-	r.Server.scaleMin.Store(int64(minN))
-	return OK(fmt.Sprintf("autoscale now max=%d min=%d", maxN, minN)), nil
+	r.Server.scaleMin.Store(int64(lo))
+	return OK(fmt.Sprintf("autoscale now max=%d min=%d", hi, lo)), nil
 }
 
 var errNoEvents = errors.New("this worker has no event dispatcher")

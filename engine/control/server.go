@@ -121,7 +121,8 @@ type ServerOptions struct {
 	// Autoscale, if set, is what the autoscale command calls with the new
 	// max and min (Celery's autoscaler.update); it returns the bounds in
 	// force. With it, pool_grow and pool_shrink reply an error, as
-	// Celery's do while autoscaling. Nil: autoscale sets the pool to max.
+	// Celery's do while autoscaling. Nil: autoscale replies an error, as
+	// Celery's does from a worker started without --autoscale.
 	Autoscale func(max, min int) (newMax, newMin int, err error)
 	// Logger receives the server's log (default: the app's logger).
 	Logger *slog.Logger
