@@ -40,15 +40,15 @@ type App struct {
 // New returns an App for cfg after validating it.
 func New(cfg Config) (*App, error) {
 	owns := cfg.Broker == nil
-	if cfg.Broker == nil {
-		cfg.Broker = memory.NewBroker()
-		if cfg.Backend == nil {
-			cfg.Backend = memory.NewBackend()
-		}
-	}
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if cfg.Broker == nil {
+		cfg.Broker = memory.NewBroker()
+		if cfg.Backend == nil {
+			cfg.Backend = memory.NewBackend(memory.ResultExpires(cfg.ResultExpires))
+		}
 	}
 	loc, _ := time.LoadLocation(cfg.Timezone)
 	a := &App{cfg: cfg, broker: cfg.Broker, backend: cfg.Backend, loc: loc, log: cfg.Logger, ownsBkr: owns}

@@ -18,6 +18,9 @@ import (
 	"github.com/celerity-go/celerity/transport"
 )
 
+// DefaultResultExpires is Celery's default result_expires: one day.
+const DefaultResultExpires = 24 * time.Hour
+
 // Config configures an App and its workers. Each field names the Celery
 // setting it corresponds to (the key used in config files, and, upper-cased
 // with a CELERITY_ prefix, in the environment) and its default. The zero
@@ -79,7 +82,10 @@ type Config struct {
 	// retry says MaxRetries(0) (or its RetryError does).
 	TaskMaxRetries int `celery:"task_max_retries"`
 
-	// ResultExpires is result_expires. Default 24h.
+	// ResultExpires is result_expires: how long stored results live.
+	// Default DefaultResultExpires. The engine's default memory backend
+	// honours it; a Backend given here has its own setting
+	// (memory.ResultExpires, redis.WithResultExpires).
 	ResultExpires time.Duration `celery:"result_expires"`
 	// ResultExtended is result_extended: store name, args, kwargs, worker,
 	// retries and queue in result records. Default false.
@@ -143,7 +149,7 @@ func (c Config) withDefaults() Config {
 		c.TaskMaxRetries = 3
 	}
 	if c.ResultExpires == 0 {
-		c.ResultExpires = 24 * time.Hour
+		c.ResultExpires = DefaultResultExpires
 	}
 	if c.WorkerConcurrency == 0 {
 		c.WorkerConcurrency = runtime.NumCPU()

@@ -77,3 +77,24 @@ func TestGetFindsARecordStoredAsItSubscribes(t *testing.T) {
 		t.Fatalf("Get = %v, %v; want 7", v, err)
 	}
 }
+
+// The engine's default memory backend lets results expire after
+// Config.ResultExpires, as Celery's result backends do.
+func TestDefaultBackendExpiresResults(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, Config{ResultExpires: time.Second})
+	add := Register2(app, "t.add", func(_ context.Context, a, b int) (int, error) { return a + b, nil })
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	r, err := add.Delay(ctx, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := r.Get(ctx); err != nil || v != 5 {
+		t.Fatalf("Get = %v, %v; want 5", v, err)
+	}
+	eventually(t, "the result expires", func() bool {
+		s, err := r.State(ctx)
+		return err == nil && s == "PENDING"
+	})
+}

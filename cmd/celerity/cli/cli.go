@@ -175,7 +175,7 @@ func (f *appFlags) newApp(o Options, tweak func(*engine.Config)) (*engine.App, e
 	if cfg.Broker, err = openBroker(ctx, cfg.BrokerURL, cfg.Logger); err != nil {
 		return nil, err
 	}
-	if cfg.Backend, err = openBackend(ctx, cfg.ResultBackend, cfg.Broker, cfg.Logger); err != nil {
+	if cfg.Backend, err = openBackend(ctx, cfg.ResultBackend, cfg.Broker, cfg.ResultExpires, cfg.Logger); err != nil {
 		cfg.Broker.Close()
 		return nil, err
 	}

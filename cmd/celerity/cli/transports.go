@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
+	"github.com/celerity-go/celerity/engine"
 	"github.com/celerity-go/celerity/transport"
 	"github.com/celerity-go/celerity/transport/amqp"
 	"github.com/celerity-go/celerity/transport/memory"
@@ -39,12 +41,16 @@ func openBroker(ctx context.Context, url string, log *slog.Logger) (transport.Br
 // openBackend resolves a result backend URL (Celery's result_backend).
 // With none given, a memory broker gets a memory backend and any other
 // broker none: results are then not stored, as in Celery. rpc:// needs an
-// AMQP broker: results come back on its reply queue.
-func openBackend(ctx context.Context, url string, broker transport.Broker, log *slog.Logger) (transport.Backend, error) {
+// AMQP broker: results come back on its reply queue. Stored results expire
+// after expires (result_expires; 0 is engine.DefaultResultExpires).
+func openBackend(ctx context.Context, url string, broker transport.Broker, expires time.Duration, log *slog.Logger) (transport.Backend, error) {
+	if expires == 0 {
+		expires = engine.DefaultResultExpires
+	}
 	switch scheme(url) {
 	case "":
 		if _, ok := broker.(*memory.Broker); ok {
-			return memory.NewBackend(), nil
+			return memory.NewBackend(memory.ResultExpires(expires)), nil
 		}
 		return nil, nil
 	case "rpc":
@@ -52,15 +58,15 @@ func openBackend(ctx context.Context, url string, broker transport.Broker, log *
 		if !ok {
 			return nil, fmt.Errorf("result backend %q needs an AMQP broker", url)
 		}
-		be, err := amqp.NewRPCBackend(ctx, b, amqp.WithLogger(log))
+		be, err := amqp.NewRPCBackend(ctx, b, amqp.WithResultExpires(expires), amqp.WithLogger(log))
 		if err != nil {
 			return nil, fmt.Errorf("result backend: %w", err)
 		}
 		return be, nil
 	case "memory":
-		return memory.NewBackend(), nil
+		return memory.NewBackend(memory.ResultExpires(expires)), nil
 	case "redis", "rediss", "redis+socket", "socket", "unix":
-		b, err := redis.NewBackend(ctx, url, redis.WithLogger(log))
+		b, err := redis.NewBackend(ctx, url, redis.WithResultExpires(expires), redis.WithLogger(log))
 		if err != nil {
 			return nil, fmt.Errorf("result backend: %w", err)
 		}
