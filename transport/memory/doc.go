@@ -7,7 +7,10 @@
 // MaxLength (publishers then wait for room); like RabbitMQ, a higher
 // priority number (0-9) is served first. Unacknowledged messages are
 // tracked per consumer and requeued, flagged Redelivered, when the consumer
-// is closed or rejects them with requeue. Nothing survives the process.
+// is closed or rejects them with requeue. Bounded queues stage like the
+// others (see stage). Result records live until ForgetResult or, with
+// ResultExpires (the engine passes its result_expires), until they
+// expire. Nothing survives the process.
 //
 // Broker and Backend are safe for concurrent use.
 package memory
