@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,6 +28,64 @@ func (b *subscribeCounter) Subscribe(ctx context.Context, taskID string) (transp
 		b.beforeSubscribe()
 	}
 	return b.Backend.Subscribe(ctx, taskID)
+}
+
+// remoteBackend is a memory backend that says its reads leave the process,
+// as a networked backend's do, and logs the reads and subscriptions of
+// the task id it watches.
+type remoteBackend struct {
+	*memory.Backend
+	watch string
+	mu    sync.Mutex
+	calls []string
+}
+
+func (b *remoteBackend) ReadsLocally() bool { return false }
+
+func (b *remoteBackend) log(id, call string) {
+	if id == b.watch {
+		b.mu.Lock()
+		b.calls = append(b.calls, call)
+		b.mu.Unlock()
+	}
+}
+
+func (b *remoteBackend) GetResult(ctx context.Context, id string, dst []byte) ([]byte, bool, error) {
+	b.log(id, "get")
+	return b.Backend.GetResult(ctx, id, dst)
+}
+
+func (b *remoteBackend) Subscribe(ctx context.Context, id string) (transport.Subscription, error) {
+	b.log(id, "subscribe")
+	return b.Backend.Subscribe(ctx, id)
+}
+
+// On a backend whose reads are round trips, Get subscribes first and then
+// reads, as Celery does, finished task or not: one read, not two, before
+// it waits for a task not yet finished.
+func TestGetSubscribesFirstOnARemoteBackend(t *testing.T) {
+	t.Parallel()
+	const id = "00000000-0000-4000-8000-000000000009"
+	backend := &remoteBackend{Backend: memory.NewBackend(), watch: id}
+	app := newApp(t, Config{Backend: backend})
+	ctx := testCtx(t, 10*time.Second)
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := ResultOf[int](app, id).Get(short); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Get of a pending task = %v, want ErrTimeout", err)
+	}
+	rec := codec.AppendResultJSON(nil, &codec.Result{State: codec.StateSuccess, Result: []byte("9"), TaskID: []byte(id)})
+	if err := backend.StoreResults(ctx, transport.ResultRecord{TaskID: []byte(id), Data: rec}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := ResultOf[int](app, id).Get(ctx); err != nil || v != 9 {
+		t.Fatalf("Get = %v, %v; want 9", v, err)
+	}
+	backend.mu.Lock()
+	defer backend.mu.Unlock()
+	if want := []string{"subscribe", "get", "subscribe", "get"}; !slices.Equal(backend.calls, want) {
+		t.Fatalf("calls %v, want %v", backend.calls, want)
+	}
 }
 
 // Get of a finished task reads its record and returns; only a task not

@@ -134,6 +134,18 @@ type Backend interface {
 	Close() error
 }
 
+// LocalReader is implemented by result backends whose GetResult does not
+// leave the process (the memory transport). A waiter reads such a backend
+// before it subscribes, so that a finished task's record costs no
+// subscription. On a networked backend a read is a round trip: a waiter
+// subscribes first and then reads, as Celery does, so that a task not yet
+// finished (a Get right after a send) costs two round trips before the
+// wait instead of three.
+type LocalReader interface {
+	// ReadsLocally reports whether GetResult stays in the process.
+	ReadsLocally() bool
+}
+
 // ResultRecord is one encoded result record to store. The backend copies
 // what it keeps: the slices belong to the caller once StoreResults returns.
 type ResultRecord struct {

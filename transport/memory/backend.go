@@ -84,6 +84,7 @@ var (
 	_ transport.Backend      = (*Backend)(nil)
 	_ transport.ChordBackend = (*Backend)(nil)
 	_ transport.GroupStore   = (*Backend)(nil)
+	_ transport.LocalReader  = (*Backend)(nil)
 )
 
 // StoreResults implements transport.Backend. It copies each record once
@@ -217,6 +218,9 @@ func (b *Backend) GetResult(ctx context.Context, taskID string, dst []byte) ([]b
 	}
 	return append(dst, rec.data...), ok, nil
 }
+
+// ReadsLocally implements transport.LocalReader: a read is a map lookup.
+func (b *Backend) ReadsLocally() bool { return true }
 
 // ForgetResult implements transport.Backend.
 func (b *Backend) ForgetResult(_ context.Context, taskID string) error {
