@@ -98,43 +98,7 @@ func BenchmarkCacheLineRoundTrip(b *testing.B) {
 // c=2, 9 interleaved runs.)
 func BenchmarkEngineMemoryNoop(b *testing.B) {
 	for _, c := range []int{2, 64} {
-		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
-			app := MustNew(Config{})
-			defer app.Close()
-			RegisterRaw(app, "bench.noop", func(context.Context, *Task) error { return nil }, TaskIgnoreResult(true))
-			w, err := app.Worker(WorkerConfig{Concurrency: c})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			stopped := make(chan struct{})
-			go func() { w.Run(ctx); close(stopped) }()
-			defer func() { cancel(); <-stopped }()
-			done := &w.Stats().Succeeded
-			b.ReportAllocs()
-			cpu0 := cpuTime()
-			b.ResetTimer()
-			for i := range b.N {
-				if err := app.SendRaw(ctx, "bench.noop", nil, nil); err != nil {
-					b.Fatal(err)
-				}
-				// Bound the backlog like a real producer would be bounded
-				// by its broker, so the benchmark measures throughput,
-				// not queue growth (to 4096, give or take 64).
-				if i%64 == 0 {
-					for int64(i)-done.Load() > 4096 {
-						runtime.Gosched()
-					}
-				}
-			}
-			for done.Load() < int64(b.N) {
-				runtime.Gosched()
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/task")
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/task")
-		})
+		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) { benchNoop(b, c, Config{}, true) })
 	}
 }
 
@@ -147,35 +111,50 @@ func BenchmarkEngineMemoryNoop(b *testing.B) {
 func BenchmarkEngineMemoryNoopBounded(b *testing.B) {
 	for _, c := range []int{2, 64} {
 		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
-			app := MustNew(Config{Broker: memory.NewBroker(memory.MaxLength(4096))})
-			defer app.Close()
-			RegisterRaw(app, "bench.noop", func(context.Context, *Task) error { return nil }, TaskIgnoreResult(true))
-			w, err := app.Worker(WorkerConfig{Concurrency: c})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			stopped := make(chan struct{})
-			go func() { w.Run(ctx); close(stopped) }()
-			defer func() { cancel(); <-stopped }()
-			done := &w.Stats().Succeeded
-			b.ReportAllocs()
-			cpu0 := cpuTime()
-			b.ResetTimer()
-			for range b.N {
-				if err := app.SendRaw(ctx, "bench.noop", nil, nil); err != nil {
-					b.Fatal(err)
-				}
-			}
-			for done.Load() < int64(b.N) {
-				runtime.Gosched()
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/task")
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/task")
+			benchNoop(b, c, Config{Broker: memory.NewBroker(memory.MaxLength(4096))}, false)
 		})
 	}
+}
+
+// benchNoop sends b.N raw no-op tasks to a worker of concurrency c on an
+// app made with cfg, the harness bounding the backlog if boundBacklog
+// (else the broker must), and reports ns/task, tasks/s and cpu-ns/task.
+func benchNoop(b *testing.B, c int, cfg Config, boundBacklog bool) {
+	app := MustNew(cfg)
+	defer app.Close()
+	RegisterRaw(app, "bench.noop", func(context.Context, *Task) error { return nil }, TaskIgnoreResult(true))
+	w, err := app.Worker(WorkerConfig{Concurrency: c})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { w.Run(ctx); close(stopped) }()
+	defer func() { cancel(); <-stopped }()
+	done := &w.Stats().Succeeded
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for i := range b.N {
+		if err := app.SendRaw(ctx, "bench.noop", nil, nil); err != nil {
+			b.Fatal(err)
+		}
+		// Bound the backlog like a real producer would be bounded
+		// by its broker, so the benchmark measures throughput,
+		// not queue growth (to 4096, give or take 64).
+		if boundBacklog && i%64 == 0 {
+			for int64(i)-done.Load() > 4096 {
+				runtime.Gosched()
+			}
+		}
+	}
+	for done.Load() < int64(b.N) {
+		runtime.Gosched()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/task")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/task")
 }
 
 // BenchmarkEngineMemoryTyped: typed Register2 handler, results stored in

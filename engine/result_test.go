@@ -30,6 +30,30 @@ func (b *subscribeCounter) Subscribe(ctx context.Context, taskID string) (transp
 	return b.Backend.Subscribe(ctx, taskID)
 }
 
+// storeSuccess stores a SUCCESS record of task id with the JSON result.
+func storeSuccess(t *testing.T, b transport.Backend, id, result string) {
+	t.Helper()
+	rec := codec.AppendResultJSON(nil, &codec.Result{State: codec.StateSuccess, Result: []byte(result), TaskID: []byte(id)})
+	if err := b.StoreResults(context.Background(), transport.ResultRecord{TaskID: []byte(id), Data: rec}); err != nil {
+		t.Error(err)
+	}
+}
+
+// sendAdd starts a worker on an app made with cfg and sends it a
+// Register2 task adding 2 and 3.
+func sendAdd(t *testing.T, cfg Config) (*AsyncResult[int], context.Context) {
+	t.Helper()
+	app := newApp(t, cfg)
+	add := Register2(app, "t.add", func(_ context.Context, a, b int) (int, error) { return a + b, nil })
+	startWorker(t, app, WorkerConfig{Concurrency: 1})
+	ctx := testCtx(t, 10*time.Second)
+	r, err := add.Delay(ctx, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, ctx
+}
+
 // remoteBackend is a memory backend that says its reads leave the process,
 // as a networked backend's do, and logs the reads and subscriptions of
 // the task id it watches.
@@ -74,10 +98,7 @@ func TestGetSubscribesFirstOnARemoteBackend(t *testing.T) {
 	if _, err := ResultOf[int](app, id).Get(short); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("Get of a pending task = %v, want ErrTimeout", err)
 	}
-	rec := codec.AppendResultJSON(nil, &codec.Result{State: codec.StateSuccess, Result: []byte("9"), TaskID: []byte(id)})
-	if err := backend.StoreResults(ctx, transport.ResultRecord{TaskID: []byte(id), Data: rec}); err != nil {
-		t.Fatal(err)
-	}
+	storeSuccess(t, backend, id, "9")
 	if v, err := ResultOf[int](app, id).Get(ctx); err != nil || v != 9 {
 		t.Fatalf("Get = %v, %v; want 9", v, err)
 	}
@@ -93,14 +114,7 @@ func TestGetSubscribesFirstOnARemoteBackend(t *testing.T) {
 func TestGetReadsAFinishedResultWithoutSubscribing(t *testing.T) {
 	t.Parallel()
 	backend := &subscribeCounter{Backend: memory.NewBackend()}
-	app := newApp(t, Config{Backend: backend})
-	add := Register2(app, "t.add", func(_ context.Context, a, b int) (int, error) { return a + b, nil })
-	startWorker(t, app, WorkerConfig{Concurrency: 1})
-	ctx := testCtx(t, 10*time.Second)
-	r, err := add.Delay(ctx, 2, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, ctx := sendAdd(t, Config{Backend: backend})
 	eventually(t, "the task finishes", func() bool { ok, _ := r.Ready(ctx); return ok })
 	if v, err := r.Get(ctx); err != nil || v != 5 {
 		t.Fatalf("Get = %v, %v; want 5", v, err)
@@ -110,7 +124,7 @@ func TestGetReadsAFinishedResultWithoutSubscribing(t *testing.T) {
 	}
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	if _, err := ResultOf[int](app, "no-such-task").Get(short); !errors.Is(err, ErrTimeout) {
+	if _, err := ResultOf[int](r.app, "no-such-task").Get(short); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("Get of a task that never ran = %v, want ErrTimeout", err)
 	}
 	if n := backend.subscribes.Load(); n != 1 {
@@ -125,12 +139,7 @@ func TestGetFindsARecordStoredAsItSubscribes(t *testing.T) {
 	t.Parallel()
 	backend := &subscribeCounter{Backend: memory.NewBackend()}
 	const id = "00000000-0000-4000-8000-000000000007"
-	backend.beforeSubscribe = func() {
-		rec := codec.AppendResultJSON(nil, &codec.Result{State: codec.StateSuccess, Result: []byte("7"), TaskID: []byte(id)})
-		if err := backend.StoreResults(context.Background(), transport.ResultRecord{TaskID: []byte(id), Data: rec}); err != nil {
-			t.Error(err)
-		}
-	}
+	backend.beforeSubscribe = func() { storeSuccess(t, backend, id, "7") }
 	app := newApp(t, Config{Backend: backend})
 	ctx := testCtx(t, 10*time.Second)
 	if v, err := ResultOf[int](app, id).Get(ctx); err != nil || v != 7 {
@@ -142,14 +151,7 @@ func TestGetFindsARecordStoredAsItSubscribes(t *testing.T) {
 // Config.ResultExpires, as Celery's result backends do.
 func TestDefaultBackendExpiresResults(t *testing.T) {
 	t.Parallel()
-	app := newApp(t, Config{ResultExpires: time.Second})
-	add := Register2(app, "t.add", func(_ context.Context, a, b int) (int, error) { return a + b, nil })
-	startWorker(t, app, WorkerConfig{Concurrency: 1})
-	ctx := testCtx(t, 10*time.Second)
-	r, err := add.Delay(ctx, 2, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, ctx := sendAdd(t, Config{ResultExpires: time.Second})
 	if v, err := r.Get(ctx); err != nil || v != 5 {
 		t.Fatalf("Get = %v, %v; want 5", v, err)
 	}

@@ -69,6 +69,17 @@ func fullQueue(t *testing.T, n int) *Broker {
 	return b
 }
 
+// fullQueueConsumer is fullQueue(t, n) and a consumer of its queue.
+func fullQueueConsumer(t *testing.T, n int) (*Broker, *Consumer) {
+	t.Helper()
+	b := fullQueue(t, n)
+	cs, err := b.Consume(context.Background(), []string{"q"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, cs.(*Consumer)
+}
+
 func ids(msgs []*codec.Message) string {
 	s := ""
 	for _, m := range msgs {
@@ -121,12 +132,7 @@ func TestMaxLengthWaitsForHalf(t *testing.T) {
 // queue down to half.
 func TestBoundedQueueCountsStagedMessages(t *testing.T) {
 	ctx := context.Background()
-	b := fullQueue(t, 4)
-	cs, err := b.Consume(ctx, []string{"q"}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cs.(*Consumer)
+	b, c := fullQueueConsumer(t, 4)
 	taken := poll(t, c, 1)
 	if n := b.Len("q"); n != 3 {
 		t.Fatalf("Len = %d, want 3", n)
@@ -157,12 +163,7 @@ func TestBoundedQueueCountsStagedMessages(t *testing.T) {
 // A message requeued into the stage counts against the bound at once.
 func TestMaxLengthCountsRequeuedStagedMessages(t *testing.T) {
 	ctx := context.Background()
-	b := fullQueue(t, 4)
-	cs, err := b.Consume(ctx, []string{"q"}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cs.(*Consumer)
+	b, c := fullQueueConsumer(t, 4)
 	held := poll(t, c, 3) // "3" is left, staged
 	if err := c.Reject(true, held[0]); err != nil {
 		t.Fatal(err)
