@@ -121,17 +121,10 @@ func BenchmarkEngineMemoryNoopBounded(b *testing.B) {
 // (else the broker must), and reports ns/task, tasks/s and cpu-ns/task.
 func benchNoop(b *testing.B, c int, cfg Config, boundBacklog bool) {
 	app := MustNew(cfg)
-	defer app.Close()
+	b.Cleanup(func() { app.Close() })
 	RegisterRaw(app, "bench.noop", func(context.Context, *Task) error { return nil }, TaskIgnoreResult(true))
-	w, err := app.Worker(WorkerConfig{Concurrency: c})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { w.Run(ctx); close(stopped) }()
-	defer func() { cancel(); <-stopped }()
-	done := &w.Stats().Succeeded
+	done := &benchWorker(b, app, c).Stats().Succeeded
+	ctx := context.Background()
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	b.ResetTimer()
@@ -157,20 +150,28 @@ func benchNoop(b *testing.B, c int, cfg Config, boundBacklog bool) {
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/task")
 }
 
-// BenchmarkEngineMemoryTyped: typed Register2 handler, results stored in
-// the memory backend and read back with Get.
-func BenchmarkEngineMemoryTyped(b *testing.B) {
-	app := MustNew(Config{})
-	defer app.Close()
-	add := Register2(app, "bench.add", func(_ context.Context, x, y int) (int, error) { return x + y, nil })
-	w, err := app.Worker(WorkerConfig{Concurrency: 2})
+// benchWorker runs a worker of app with concurrency c until the benchmark
+// (and its cleanups registered before) ends.
+func benchWorker(b *testing.B, app *App, c int) *Worker {
+	w, err := app.Worker(WorkerConfig{Concurrency: c})
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { w.Run(ctx); close(stopped) }()
-	defer func() { cancel(); <-stopped }()
+	b.Cleanup(func() { cancel(); <-stopped })
+	return w
+}
+
+// BenchmarkEngineMemoryTyped: typed Register2 handler, results stored in
+// the memory backend and read back with Get.
+func BenchmarkEngineMemoryTyped(b *testing.B) {
+	app := MustNew(Config{})
+	b.Cleanup(func() { app.Close() })
+	add := Register2(app, "bench.add", func(_ context.Context, x, y int) (int, error) { return x + y, nil })
+	benchWorker(b, app, 2)
+	ctx := context.Background()
 	const window = 256
 	results := make([]*AsyncResult[int], 0, window)
 	b.ReportAllocs()
