@@ -150,7 +150,7 @@ func (r *AsyncResult[R]) Wait(ctx context.Context) (Meta, error) {
 // missed and none is polled for. A backend that reads without leaving the
 // process (transport.LocalReader) is read once before subscribing too: a
 // finished task's record then costs no subscription (with the memory
-// backend, four allocations of the typed round trip's 16 before).
+// backend, four allocations).
 func (r *AsyncResult[R]) waitRecord(ctx context.Context, rec *codec.Result) ([]byte, error) {
 	b := r.app.backend
 	if b == nil {

@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ func expiringBackend(ttl time.Duration) (*Backend, *int64) {
 	b := NewBackend(ResultExpires(ttl))
 	clock := new(int64)
 	b.now = func() int64 { return *clock }
+	b.genStart = 0 // the first generation starts at the test clock's 0
 	return b, clock
 }
 
@@ -36,9 +38,9 @@ func found(t *testing.T, b *Backend, id string) bool {
 	return ok
 }
 
-// A record reads as missing from the moment it expires; a later store
-// frees it. Storing a record again restarts its time, and an expired
-// SUCCESS record may be replaced.
+// A record reads as missing from the moment it expires, and its memory
+// goes when its generation is dropped. Storing a record again restarts its
+// time, and an expired SUCCESS record may be replaced.
 func TestResultsExpire(t *testing.T) {
 	b, clock := expiringBackend(time.Minute)
 	storeState(t, b, "a", codec.StateStarted)
@@ -46,7 +48,7 @@ func TestResultsExpire(t *testing.T) {
 	storeState(t, b, "a", codec.StateSuccess) // expires at 90s now
 	storeState(t, b, "b", codec.StateSuccess) // 90s too
 	*clock = int64(61 * time.Second)
-	storeState(t, b, "c", codec.StateSuccess) // 121s
+	storeState(t, b, "c", codec.StateSuccess) // 121s, in the second generation
 	if !found(t, b, "a") || b.Len() != 3 {
 		t.Fatalf("at 61s: a found %v, Len %d; want a kept (stored again at 30s), 3 records", found(t, b, "a"), b.Len())
 	}
@@ -55,16 +57,31 @@ func TestResultsExpire(t *testing.T) {
 		t.Fatalf("at 90s: a %v, b %v, c %v; want only c", found(t, b, "a"), found(t, b, "b"), found(t, b, "c"))
 	}
 	if b.Len() != 3 {
-		t.Fatalf("Len = %d before any store frees the expired records, want 3", b.Len())
+		t.Fatalf("Len = %d before the first generation is dropped, want 3", b.Len())
 	}
 	storeState(t, b, "b", codec.StateFailure) // the expired SUCCESS is replaced
-	if b.Len() != 2 || !found(t, b, "b") {
-		t.Fatalf("after a store at 90s: Len %d, b found %v; want a freed and b stored again", b.Len(), found(t, b, "b"))
-	}
 	raw, _, _ := b.GetResult(context.Background(), "b", nil)
 	var r codec.Result
 	if err := codec.DecodeResultJSON(raw, &r); err != nil || r.State != codec.StateFailure {
 		t.Fatalf("b = %s (%v), want the FAILURE stored over the expired SUCCESS", raw, err)
+	}
+	if b.Len() != 3 {
+		t.Fatalf("Len = %d with b stored again, want a, c and the new b", b.Len())
+	}
+	*clock = int64(120 * time.Second)
+	storeState(t, b, "d", codec.StateSuccess) // the first generation (a) goes
+	if b.Len() != 3 || !found(t, b, "c") || !found(t, b, "b") {
+		t.Fatalf("at 120s: Len %d, c %v, b %v; want a dropped, b, c and d kept", b.Len(), found(t, b, "c"), found(t, b, "b"))
+	}
+	if err := b.ForgetResult(context.Background(), "c"); err != nil { // c is in the old generation
+		t.Fatal(err)
+	}
+	if found(t, b, "c") || b.Len() != 2 {
+		t.Fatalf("after forgetting c: found %v, Len %d; want it gone", found(t, b, "c"), b.Len())
+	}
+	*clock = int64(500 * time.Second)
+	if found(t, b, "d") || b.Len() != 0 {
+		t.Fatalf("at 500s: d found %v, Len %d; want everything dropped", found(t, b, "d"), b.Len())
 	}
 }
 
@@ -78,66 +95,37 @@ func TestResultsKeptWithoutResultExpires(t *testing.T) {
 	}
 }
 
-// One store frees at most expireBatch expired records; the stores after
-// it free the rest.
-func TestExpiryIsSpreadOverStores(t *testing.T) {
-	b, clock := expiringBackend(time.Second)
-	for i := range 3 * expireBatch {
-		storeState(t, b, fmt.Sprint(i), codec.StateSuccess)
-	}
-	*clock = int64(2 * time.Second)
-	storeState(t, b, "x", codec.StateSuccess)
-	if n := b.Len(); n != 2*expireBatch+1 {
-		t.Fatalf("Len = %d after one store, want %d", n, 2*expireBatch+1)
-	}
-	// An expired SUCCESS not freed yet is replaced all the same.
-	last := fmt.Sprint(3*expireBatch - 1)
-	storeState(t, b, last, codec.StateFailure)
-	raw, ok, _ := b.GetResult(context.Background(), last, nil)
-	var r codec.Result
-	if err := codec.DecodeResultJSON(raw, &r); !ok || err != nil || r.State != codec.StateFailure {
-		t.Fatalf("%s = %s (%v), want the FAILURE stored over the expired SUCCESS", last, raw, err)
-	}
-	storeState(t, b, "y", codec.StateSuccess)
-	if n := b.Len(); n != 3 {
-		t.Fatalf("Len = %d after three stores, want 3: x, y and the %s stored again", n, last)
-	}
-}
-
-// In a steady state of stores and expiries, the list of stored records
-// stops growing.
-func TestExpiryListStaysBounded(t *testing.T) {
+// A steady stream of records holds at most two generations of them; one
+// of records forgotten as soon as they are read holds nothing.
+func TestExpiryHoldsAtMostTwoGenerations(t *testing.T) {
 	b, clock := expiringBackend(10 * time.Second)
 	for i := range 100_000 {
 		*clock = int64(i) * int64(time.Second)
 		storeState(t, b, fmt.Sprint(i), codec.StateSuccess)
-	}
-	if b.Len() > 11 || b.stored.len() > 11+expireBatch || len(b.stored.chunks) > 2 {
-		t.Fatalf("Len %d, %d listed in %d chunks after 100000 stores living 10 each; want at most 11 records, %d listed in 2 chunks",
-			b.Len(), b.stored.len(), len(b.stored.chunks), 11+expireBatch)
-	}
-}
-
-// The expiry list is FIFO across its chunks, reuses an emptied chunk and
-// keeps one chunk when it empties.
-func TestExpiryQueueOrder(t *testing.T) {
-	var q expiryQueue
-	next, want := int64(0), int64(0)
-	for round := range 3 {
-		for range 2*expiryChunk + 3 {
-			q.push(expiring{id: fmt.Sprint(next), expires: next})
-			next++
-		}
-		for q.len() > round {
-			e, ok := q.front()
-			if !ok || e.expires != want || e.id != fmt.Sprint(want) {
-				t.Fatalf("round %d: front = %+v, %v; want %d", round, e, ok, want)
-			}
-			q.pop()
-			want++
+		if n := b.Len(); n > 20 {
+			t.Fatalf("at %ds: %d records held with result_expires 10s, one stored a second; want at most 20", i, n)
 		}
 	}
-	if len(q.chunks) != 1 || q.spare == nil {
-		t.Fatalf("%d chunks, spare %v after emptying; want 1 chunk and a spare", len(q.chunks), q.spare != nil)
+	b, _ = expiringBackend(time.Hour)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range 100_000 {
+		id := fmt.Sprint(i)
+		storeState(t, b, id, codec.StateSuccess)
+		if err := b.ForgetResult(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
 	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if n := b.Len(); n != 0 {
+		t.Fatalf("%d records held after each was forgotten, want 0", n)
+	}
+	// Nothing else per record either (a list of the records in the order
+	// they expire would hold 100 000 entries and their ids, 3 MB).
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 1<<20 {
+		t.Fatalf("heap grew %d bytes over 100 000 records stored and forgotten, want under 1 MiB", grown)
+	}
+	runtime.KeepAlive(b)
 }
