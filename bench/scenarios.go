@@ -412,6 +412,8 @@ func (t *bed) startWorker(ctx context.Context) (time.Time, error) {
 	case at := <-t.ready:
 		return at, nil
 	case err := <-exited:
+		close(stopCount)
+		<-counted
 		t.stopW = nil
 		return time.Time{}, fmt.Errorf("worker: %w", err)
 	case <-ctx.Done():
