@@ -435,8 +435,8 @@ const countEvery = 100 * time.Microsecond
 // reading it costs the executors nothing per task. Before, a TaskPostrun
 // hook bumped one counter that both executors wrote for every task, and
 // the line moving between their cores held the throughput scenario to
-// 4.0-5.2 M tasks/s where this reads 8.3-9.2 (memory, n=1000000, 4
-// interleaved pairs).
+// 4.0-5.1 M tasks/s where this reads 5.5-9.0 (memory, n=1000000, 4
+// interleaved pairs; 8.1-8.9 in three later runs).
 func (t *bed) count(stop <-chan struct{}) {
 	tick := time.NewTicker(countEvery)
 	defer tick.Stop()
