@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/celerity-go/celerity/codec"
+	"github.com/celerity-go/celerity/internal/unsafeconv"
 	"github.com/celerity-go/celerity/transport"
 )
 
@@ -94,14 +95,9 @@ func (b *Backend) StoreResults(_ context.Context, recs ...transport.ResultRecord
 	}
 	now := b.rotateLocked()
 	for _, r := range recs {
-		// (Indexing with string(r.TaskID) does not allocate; passing it on
-		// to lookupLocked would.)
-		old, ok := b.records[string(r.TaskID)]
-		inOld := false
-		if !ok {
-			old, ok = b.old[string(r.TaskID)]
-			inOld = ok
-		}
+		// A view of the id, only to look it up: string(r.TaskID) passed on
+		// would be allocated.
+		old, inOld, ok := b.lookupLocked(unsafeconv.String(r.TaskID))
 		if ok && old.live(now) && isSuccess(old.data) {
 			continue // Celery never replaces a SUCCESS record
 		}
@@ -119,13 +115,14 @@ func (b *Backend) StoreResults(_ context.Context, recs ...transport.ResultRecord
 	return nil
 }
 
-// lookupLocked finds the record of id. b.mu is held.
-func (b *Backend) lookupLocked(id string) (record, bool) {
-	if r, ok := b.records[id]; ok {
-		return r, true
+// lookupLocked finds the record of id, and tells whether it is in b.old.
+// b.mu is held.
+func (b *Backend) lookupLocked(id string) (r record, inOld, ok bool) {
+	if r, ok = b.records[id]; ok {
+		return r, false, true
 	}
-	r, ok := b.old[id]
-	return r, ok
+	r, ok = b.old[id]
+	return r, ok, ok
 }
 
 // rotateLocked returns the time, and starts a new generation of records
@@ -171,7 +168,7 @@ func (b *Backend) GetResult(ctx context.Context, taskID string, dst []byte) ([]b
 		return dst, false, ErrClosed
 	}
 	now := b.rotateLocked()
-	rec, ok := b.lookupLocked(taskID)
+	rec, _, ok := b.lookupLocked(taskID)
 	if !ok || !rec.live(now) {
 		return dst, false, nil
 	}
